@@ -1,0 +1,448 @@
+"""The user surface: :class:`Lakehouse` and the objects it returns (layer 5)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import _html
+from .assets import REGISTRY, AssetSpec, TableRef, collect
+from .config import Settings
+from .errors import ConfigError, LakehouseError, MaterializeError, PartitionError, UnknownAssetError
+from .execution.result import RESULT_COLUMNS, RunResult
+from .graph import AssetGraph
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
+
+    from .catalog import InputVersion, MaterializationRecord, StateRow
+    from .catalog.sql import SqlCatalog
+    from .execution import Executor
+    from .execution.local import Task
+    from .execution.step import Step, StepResult
+    from .partitions import RangeSet
+    from .plan import Plan
+
+
+@dataclass
+class TableInfo:
+    """Where an asset's table is: format, URI and current version."""
+
+    asset: str
+    format: str
+    uri: str
+    version: str | None
+
+    def __repr__(self) -> str:
+        return f"TableInfo({self.asset!r}, format={self.format!r}, uri={self.uri!r}, version={self.version!r})"
+
+
+@dataclass
+class Lineage:
+    """The graph around one asset.
+
+    Attributes:
+        asset: the asset.
+        upstream: every transitive upstream, topological order.
+        downstream: every transitive downstream, topological order.
+        parents: direct upstreams.
+        children: direct downstreams.
+    """
+
+    asset: str
+    upstream: list[str]
+    downstream: list[str]
+    parents: list[str]
+    children: list[str]
+    _edges: list[tuple[str, str]]
+    _lake: Lakehouse | None = field(default=None, repr=False)
+
+    @property
+    def edges(self) -> pl.DataFrame:
+        """``upstream, downstream`` for every edge among the asset and its relatives."""
+        import polars as pl
+
+        return pl.DataFrame(self._edges, schema={"upstream": pl.String, "downstream": pl.String}, orient="row")
+
+    @property
+    def columns(self) -> pl.DataFrame:
+        """Column-level lineage of the asset: ``column, source_asset, source_column, kind``."""
+        import polars as pl
+
+        rows: list[dict[str, Any]] = []
+        if self._lake is not None:
+            rows = self._lake._column_lineage_rows(self.asset)
+        schema = {"column": pl.String, "source_asset": pl.String, "source_column": pl.String, "kind": pl.String}
+        return pl.DataFrame(rows, schema=schema)
+
+    def _repr_html_(self) -> str:
+        body = _html.table(("upstream", "downstream"), self._edges)
+        return _html.view(f"lineage of {self.asset}", body)
+
+
+class Lakehouse:
+    """A warehouse of asset tables plus the catalog that knows their history.
+
+    Args:
+        warehouse: local path, ``file://`` or object-store URI (``s3://bucket/prefix``).
+        assets: functions, modules, or a mapping such as ``globals()``; ``None`` uses
+            every asset registered with ``@lh.asset`` in this process (re-read at each call,
+            so redefining a notebook cell replaces the asset).
+        catalog: SQLAlchemy URL of the catalog (default: SQLite file next to the warehouse).
+        format: default table format (``"delta"`` or ``"iceberg"``).
+        storage_options: credentials/endpoint for object storage.
+        executor: ``"serial"`` (default), ``"threads"`` or an executor object
+            (``lh.DaskExecutor(...)``).
+        max_workers: parallelism for ``executor="threads"``.
+        settings: a complete :class:`~lakehouse.config.Settings` instead of the above.
+        **options: further settings (see :class:`~lakehouse.config.Settings`).
+
+    >>> import tempfile, lakehouse as lh
+    >>> lake = lh.Lakehouse(tempfile.mkdtemp(), assets=[])
+    >>> lake.plan().height
+    0
+    """
+
+    def __init__(
+        self,
+        warehouse: str | None = None,
+        *,
+        assets: Any = None,
+        catalog: str | None = None,
+        format: str | None = None,
+        storage_options: Mapping[str, str] | None = None,
+        executor: Any = None,
+        max_workers: int | None = None,
+        settings: Settings | None = None,
+        **options: Any,
+    ) -> None:
+        exec_name = executor if isinstance(executor, str) or executor is None else None
+        self._executor_obj = None if exec_name is not None or executor is None else executor
+        if settings is None:
+            settings = Settings.resolve(
+                warehouse=str(warehouse) if warehouse is not None else None,
+                catalog=catalog,
+                format=format,
+                storage_options=dict(storage_options) if storage_options else None,
+                executor=exec_name,
+                max_workers=max_workers,
+                **options,
+            )
+        self.settings = settings
+        self._explicit = None if assets is None else collect(assets)
+        self._graph_cache: tuple[tuple[int, ...], AssetGraph] | None = None
+        self._catalog: SqlCatalog | None = None
+        self._extensions: list[Any] = []
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> SqlCatalog:
+        """The catalog (opened on first use; migrations applied)."""
+        if self._catalog is None:
+            from .catalog.sql import SqlCatalog
+
+            if self.settings.catalog is None:
+                self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+            self._catalog = SqlCatalog(self.settings.catalog_url)
+        return self._catalog
+
+    def close(self) -> None:
+        """Release the catalog connection."""
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+
+    def __enter__(self) -> Lakehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def graph(self) -> AssetGraph:
+        """The validated asset graph (rebuilt when definitions change)."""
+        specs = self._explicit if self._explicit is not None else list(REGISTRY.values())
+        sig = tuple(id(s) for s in specs)
+        if self._graph_cache is None or self._graph_cache[0] != sig:
+            self._graph_cache = (sig, AssetGraph(specs))
+        return self._graph_cache[1]
+
+    def _spec(self, name: str) -> AssetSpec:
+        return self.graph.specs[self.graph.key_of(name)]
+
+    def format_of(self, spec: AssetSpec) -> str:
+        return spec.format or self.settings.format
+
+    def table_ref(self, spec: AssetSpec, version: str | None = None) -> TableRef:
+        """Where ``spec``'s table lives."""
+        return TableRef(
+            asset=spec.key,
+            format=self.format_of(spec),
+            uri=f"{self.settings.warehouse_uri}/{spec.key}",
+            version=version,
+            storage_options=dict(self.settings.storage_options),
+            catalog=self._iceberg_props() if self.format_of(spec) == "iceberg" else {},
+            namespace=spec.namespace,
+        )
+
+    def _iceberg_props(self) -> dict[str, str]:
+        props = dict(self.settings.iceberg_catalog)
+        if not props:
+            props = {"type": "sql", "uri": self.settings.catalog_url,
+                     "warehouse": _as_uri(self.settings.warehouse_uri)}
+        return props
+
+    def code_versions(self) -> dict[str, str]:
+        """The current code version of every asset."""
+        from .fingerprint import code_version
+
+        out = {}
+        for key, spec in self.graph.specs.items():
+            out[key] = spec.code_version or (code_version(spec.fn) if spec.fn is not None else "source")
+        return out
+
+    def _targets(self, keys: Sequence[str], partitions: Any) -> dict[str, RangeSet]:
+        from .plan import universe
+
+        now = _utcnow()
+        targets: dict[str, RangeSet] = {}
+        if partitions is None:
+            return targets
+        matched = False
+        errors: list[PartitionError] = []
+        for key in keys:
+            spec = self.graph.specs[key]
+            if spec.partitions is None:
+                continue
+            try:
+                targets[key] = _parse_partitions(spec, partitions, now)
+                matched = True
+            except PartitionError as exc:
+                errors.append(exc)
+                targets[key] = universe(spec, now).__class__()
+        if not matched and errors:
+            raise errors[0]
+        if not matched and not any(self.graph.specs[k].partitions for k in keys):
+            raise PartitionError(
+                f"partitions={partitions!r} given, but no selected asset is partitioned",
+                hint="drop partitions=, or select a partitioned asset",
+            )
+        return targets
+
+    def _extra_reasons(self, state: Mapping[str, Sequence[StateRow]]) -> dict[str, list[tuple[Any, str, str | None]]]:
+        extra: dict[str, list[tuple[Any, str, str | None]]] = {}
+        for ext in self._extensions:
+            for key, items in ext(self, state).items():
+                extra.setdefault(key, []).extend(items)
+        return extra
+
+    def _plan(self, select: Any, partitions: Any, force: bool) -> tuple[Plan, dict[str, list[StateRow]], dict[str, str]]:
+        from .plan import build_plan
+
+        graph = self.graph
+        keys = graph.select(select)
+        self._recover()
+        state = self.catalog.state()
+        cvs = self.code_versions()
+        targets = self._targets(keys, partitions)
+        plan = build_plan(graph, state, cvs, keys, targets, force=force, extra=self._extra_reasons(state))
+        return plan, state, cvs
+
+    def _recover(self) -> None:
+        """Adopt table commits of crashed runs into the catalog (see ``recovery``)."""
+        from .execution.recovery import recover_unfinished
+
+        recover_unfinished(self)
+
+    # -- planning and status ----------------------------------------------------------
+
+    def plan(self, select: str | Sequence[str] | None = None, *, partitions: Any = None,
+             force: bool = False) -> pl.DataFrame:
+        """Exactly what :meth:`materialize` would run, and why.
+
+        Returns:
+            A DataFrame ``asset, partitions, count, reason, cause``: one row per asset and
+            range with one reason (``never_materialized``, ``partition_missing``,
+            ``code_changed``, ``upstream_changed``, ``upstream_stale`` ...).
+        """
+        plan, _, _ = self._plan(select, partitions, force)
+        return plan.to_frame()
+
+    def status(self, name: str | None = None, *, expand: bool = False) -> pl.DataFrame:
+        """Every asset (or one asset's partition ranges): fresh or stale, and why.
+
+        Without ``name``: one row per asset ``asset, stale, reason, cause, version, rows,
+        materialized_at, code_version, partitions``. With ``name`` of a partitioned asset:
+        one row per maximal range of partitions in the same state (``expand=True``: one
+        row per partition).
+        """
+        from .views import asset_status
+
+        return asset_status(self, name, expand=expand)
+
+    # -- running ------------------------------------------------------------------------
+
+    def materialize(
+        self,
+        select: str | Sequence[str] | None = None,
+        *,
+        partitions: Any = None,
+        force: bool = False,
+        raise_on_error: bool = True,
+        progress: bool | None = None,
+    ) -> RunResult:
+        """Compute what is stale in the selection, in dependency order.
+
+        Args:
+            select: a name, a list, ``"name+"`` (with downstream), ``"+name"`` (with upstream).
+            partitions: ``"2013-01-01..2013-01-31"``, a key, a list of keys, or ``"all"``.
+            force: run every selected asset/partition, stale or not.
+            raise_on_error: raise :class:`MaterializeError` at the end if an asset failed.
+            progress: show a progress bar (default: on a TTY for runs longer than ~1 s).
+
+        Returns:
+            A :class:`RunResult`; a failing asset stops its downstream, independent
+            assets still complete and commit.
+        """
+        from .execution.coordinator import run_plan
+
+        t0 = time.perf_counter()
+        plan, state, cvs = self._plan(select, partitions, force)
+        run_id = _new_run_id()
+        keys = self.graph.select(select)
+        if not plan:
+            result = RunResult(run_id, [_skipped_row(k) for k in keys], time.perf_counter() - t0)
+            return result
+        result = run_plan(self, plan, state, cvs, run_id, keys, progress=progress)
+        result.seconds = time.perf_counter() - t0
+        if raise_on_error and not result.ok:
+            failures = result.failures
+            lines = "\n".join(f"  - {a}: {e}" for a, e in failures.items())
+            raise MaterializeError(
+                f"{len(failures)} asset(s) failed in run {run_id}:\n{lines}", result=result, failures=failures
+            )
+        return result
+
+    # -- reading ------------------------------------------------------------------------
+
+    def table(self, name: str) -> TableInfo:
+        """Format, URI and current version of an asset's table."""
+        from .storage import get_format
+
+        spec = self._spec(name)
+        ref = self.table_ref(spec)
+        cur = get_format(ref.format).current(ref)
+        return TableInfo(spec.key, ref.format, ref.uri, cur[0] if cur else None)
+
+    def scan(self, name: str, *, version: str | int | None = None) -> pl.LazyFrame:
+        """A lazy Polars scan of an asset's table (current version or ``version``)."""
+        from .engines import InputSource
+        from .engines.polars import scan
+        from .storage import get_format
+
+        spec = self._spec(name)
+        ref = self.table_ref(spec, None if version is None else str(version))
+        fmt = get_format(ref.format)
+        if not fmt.exists(ref):
+            raise UnknownAssetError("has no table yet", asset=spec.key, hint=f"run lake.materialize({spec.key!r})")
+        return scan(InputSource(spec.key, ref, None, dataset=lambda: fmt.dataset(ref)))
+
+    def read(self, name: str, *, version: str | int | None = None) -> pl.DataFrame:
+        """An asset's table as a Polars DataFrame; ``version`` time-travels."""
+        return self.scan(name, version=version).collect()
+
+    # -- lineage --------------------------------------------------------------------------
+
+    def lineage(self, name: str) -> Lineage:
+        """Upstream/downstream assets of ``name`` and the edges among them."""
+        g = self.graph
+        key = g.key_of(name)
+        up = g.ancestors(key)
+        down = g.descendants(key)
+        members = set(up) | set(down) | {key}
+        edges = [(u, d) for (u, d) in g.edges() if u in members and d in members]
+        return Lineage(key, up, down, list(g.parents[key]), list(g.children[key]), edges, self)
+
+    def provenance(self, name: str, version: str | int | None = None, depth: int | None = None) -> pl.DataFrame:
+        """The upstream versions that produced one version of an asset (default: current).
+
+        Returns:
+            ``asset, version, partitions, input, input_version, run_id, code_version,
+            materialized_at, depth``: one row per input of every materialization in the
+            tree behind the version (``depth`` limits how far up it goes).
+        """
+        from .views import provenance_frame
+
+        return provenance_frame(self, self._spec(name).key, None if version is None else str(version), depth)
+
+    def history(self, name: str) -> pl.DataFrame:
+        """Every materialization of an asset, newest first."""
+        from .views import history_frame
+
+        return history_frame(self, self._spec(name).key)
+
+    def _column_lineage_rows(self, key: str) -> list[dict[str, Any]]:
+        return []
+
+    # -- display --------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        try:
+            n = len(self.graph)
+        except LakehouseError:
+            n = -1
+        return (f"Lakehouse(warehouse={self.settings.warehouse_uri!r}, catalog={_mask(self.settings.catalog_url)!r}, "
+                f"assets={n})")
+
+    def _repr_html_(self) -> str:
+        from .views import lakehouse_html
+
+        return lakehouse_html(self)
+
+
+def _mask(url: str) -> str:
+    from .config import _mask as mask
+
+    return mask(url)
+
+
+def _as_uri(path: str) -> str:
+    return path if "://" in path else f"file://{path}"
+
+
+def _utcnow() -> Any:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+def _new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def _skipped_row(key: str) -> dict[str, Any]:
+    return {"asset": key, "partitions": None, "status": "skipped", "reason": "fresh", "rows": None,
+            "version": None, "seconds": 0.0, "error": None}
+
+
+def _parse_partitions(spec: AssetSpec, partitions: Any, now: Any) -> RangeSet:
+    from .partitions import RangeSet
+
+    defn = spec.partitions
+    assert defn is not None
+    if isinstance(partitions, str) or isinstance(partitions, (list, tuple)):
+        return defn.parse(partitions if isinstance(partitions, str) else list(partitions), asset=spec.key, now=now)
+    if isinstance(partitions, RangeSet):
+        return partitions
+    raise ConfigError(f"partitions={partitions!r} is not a key, a list or a range",
+                      hint="e.g. '2013-01-01..2013-01-31'")
+
+
+def as_list(value: str | Iterable[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)

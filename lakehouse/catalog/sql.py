@@ -1,0 +1,449 @@
+"""The SQL catalog: SQLAlchemy Core over SQLite (embedded) or PostgreSQL (teams).
+
+The schema is versioned in ``lh_meta``; :data:`MIGRATIONS` upgrades an older catalog
+when it is opened, and a catalog written by a newer lakehouse is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ..errors import CatalogError
+from . import Catalog, InputVersion, MaterializationRecord, StateRow
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "lh_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+runs_table = sa.Table(
+    "lh_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("host", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("info", sa.Text),
+)
+
+materializations_table = sa.Table(
+    "lh_materializations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("asset", sa.String(512), nullable=False),
+    sa.Column("pstart", sa.BigInteger, nullable=False),
+    sa.Column("pend", sa.BigInteger, nullable=False),
+    sa.Column("partitions", sa.Text),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("code_version", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(64)),
+    sa.Column("seq", sa.BigInteger),
+    sa.Column("rows", sa.BigInteger),
+    sa.Column("schema_fp", sa.String(64)),
+    sa.Column("inputs", sa.Text),
+    sa.Column("started_at", sa.Float),
+    sa.Column("seconds", sa.Float),
+    sa.Column("error", sa.Text),
+    sa.Column("format", sa.String(16)),
+    sa.Column("table_uri", sa.Text),
+    sa.Column("extra", sa.Text),
+    sa.Index("ix_lh_mat_asset", "asset", "id"),
+)
+
+state_table = sa.Table(
+    "lh_partition_state",
+    metadata,
+    sa.Column("asset", sa.String(512), primary_key=True),
+    sa.Column("pstart", sa.BigInteger, primary_key=True),
+    sa.Column("pend", sa.BigInteger, nullable=False),
+    sa.Column("mat_id", sa.Integer, nullable=False),
+    sa.Column("version", sa.String(64)),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("code_version", sa.String(128), nullable=False),
+    sa.Column("inputs", sa.Text),
+    sa.Column("materialized_at", sa.Float, nullable=False),
+    sa.Column("rows", sa.BigInteger),
+)
+
+code_versions_table = sa.Table(
+    "lh_code_versions",
+    metadata,
+    sa.Column("asset", sa.String(512), primary_key=True),
+    sa.Column("code_version", sa.String(128), primary_key=True),
+    sa.Column("recorded_at", sa.Float, nullable=False),
+    sa.Column("column_lineage", sa.Text),
+)
+
+checks_table = sa.Table(
+    "lh_checks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("asset", sa.String(512), nullable=False, index=True),
+    sa.Column("partitions", sa.Text),
+    sa.Column("check_name", sa.String(255), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("failing_rows", sa.BigInteger),
+    sa.Column("detail", sa.Text),
+    sa.Column("checked_at", sa.Float, nullable=False),
+)
+
+observations_table = sa.Table(
+    "lh_observations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("asset", sa.String(512), nullable=False, index=True),
+    sa.Column("pstart", sa.BigInteger, nullable=False),
+    sa.Column("pend", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.Text, nullable=False),
+    sa.Column("observed_at", sa.Float, nullable=False),
+)
+
+leases_table = sa.Table(
+    "lh_leases",
+    metadata,
+    sa.Column("asset", sa.String(512), primary_key=True),
+    sa.Column("pstart", sa.BigInteger, primary_key=True),
+    sa.Column("pend", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+pins_table = sa.Table(
+    "lh_pins",
+    metadata,
+    sa.Column("asset", sa.String(512), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.Text),
+    sa.Column("pinned_at", sa.Float, nullable=False),
+)
+
+erasures_table = sa.Table(
+    "lh_erasures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("erased_at", sa.Float, nullable=False),
+    sa.Column("who", sa.String(255)),
+    sa.Column("predicate_hash", sa.String(128)),
+    sa.Column("reason", sa.Text),
+    sa.Column("detail", sa.Text),
+)
+
+#: Extra tables other modules may add rows to inside ``finish_run``'s transaction.
+EXTRA_TABLES = {
+    "checks": checks_table,
+    "observations": observations_table,
+    "code_versions": code_versions_table,
+}
+
+
+def _migration_1(conn: Connection) -> None:
+    metadata.create_all(conn)
+
+
+#: ``version -> upgrade`` from ``version - 1``. Append new steps; never edit old ones.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migration_1}
+
+
+def _dump_inputs(inputs: Iterable[InputVersion]) -> str:
+    return json.dumps([[i.asset, i.version, i.seq] for i in inputs], separators=(",", ":"))
+
+
+def _load_inputs(text: str | None) -> tuple[InputVersion, ...]:
+    if not text:
+        return ()
+    return tuple(InputVersion(a, v, int(s)) for a, v, s in json.loads(text))
+
+
+def make_engine(url: str) -> Engine:
+    """A SQLAlchemy engine for the catalog URL (SQLite: WAL and a busy timeout)."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class SqlCatalog(Catalog):
+    """The catalog in a SQL database reached through SQLAlchemy.
+
+    Args:
+        url: a SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine = make_engine(url)
+            self._migrate()
+        except CatalogError:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            raise CatalogError(
+                f"cannot open the catalog at {_safe_url(url)}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+                hint="check the catalog URL, that the database is reachable, and that the file is a lakehouse catalog",
+            ) from exc
+
+    # -- schema -----------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self.engine.begin() as conn:
+            meta_table.create(conn, checkfirst=True)
+            row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise CatalogError(
+                    f"the catalog at {_safe_url(self.url)} has schema version {current}, "
+                    f"newer than this lakehouse understands ({SCHEMA_VERSION})",
+                    hint="upgrade lakehouse (pip install -U lakehouse) or point catalog= elsewhere",
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[version](conn)
+            if current == 0:
+                conn.execute(sa.insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif current < SCHEMA_VERSION:
+                conn.execute(
+                    sa.update(meta_table)
+                    .where(meta_table.c.key == "schema_version")
+                    .values(value=str(SCHEMA_VERSION))
+                )
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
+        return int(row[0]) if row else 0
+
+    # -- reads ------------------------------------------------------------------------
+
+    def state(self, assets: Iterable[str] | None = None) -> dict[str, list[StateRow]]:
+        t = state_table
+        query = sa.select(t).order_by(t.c.asset, t.c.pstart)
+        if assets is not None:
+            names = list(assets)
+            if len(names) < 500:
+                query = query.where(t.c.asset.in_(names))
+        out: dict[str, list[StateRow]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(query):
+                out.setdefault(r.asset, []).append(
+                    StateRow(
+                        r.asset,
+                        int(r.pstart),
+                        int(r.pend),
+                        int(r.mat_id),
+                        r.version,
+                        int(r.seq),
+                        r.code_version,
+                        _load_inputs(r.inputs),
+                        float(r.materialized_at),
+                        r.rows,
+                    )
+                )
+        return out
+
+    def unfinished_runs(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(runs_table).where(runs_table.c.status == "running"))
+            return [dict(r._mapping) for r in rows]
+
+    def materializations(
+        self, asset: str | None = None, *, version: str | None = None, run_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        t = materializations_table
+        query = sa.select(t).order_by(t.c.id.desc())
+        if asset is not None:
+            query = query.where(t.c.asset == asset)
+        if version is not None:
+            query = query.where(t.c.version == str(version))
+        if run_id is not None:
+            query = query.where(t.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            out = []
+            for r in conn.execute(query):
+                d = dict(r._mapping)
+                d["inputs"] = _load_inputs(d["inputs"])
+                d["extra"] = json.loads(d["extra"]) if d["extra"] else {}
+                out.append(d)
+            return out
+
+    def runs(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(runs_table).order_by(runs_table.c.started_at.desc()).limit(limit))
+            return [dict(r._mapping) for r in rows]
+
+    def rows(self, table: str, **where: Any) -> list[dict[str, Any]]:
+        """All rows of one of the extra tables (``checks``, ``observations`` ...)."""
+        t = EXTRA_TABLES.get(table) or metadata.tables[f"lh_{table}"]
+        query = sa.select(t)
+        for col, value in where.items():
+            query = query.where(t.c[col] == value)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # -- writes -----------------------------------------------------------------------
+
+    def begin_run(self, run_id: str, started_at: float, info: Mapping[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(runs_table).values(
+                    run_id=run_id,
+                    started_at=started_at,
+                    status="running",
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    info=json.dumps(dict(info), default=str),
+                )
+            )
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        finished_at: float,
+        records: Sequence[MaterializationRecord],
+        extra: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    ) -> list[int]:
+        ids: list[int] = []
+        with self.engine.begin() as conn:
+            for rec in records:
+                ids.append(self._insert_record(conn, rec, finished_at))
+            for name, rows in (extra or {}).items():
+                if rows:
+                    conn.execute(sa.insert(EXTRA_TABLES[name]), [dict(r) for r in rows])
+            updated = conn.execute(
+                sa.update(runs_table)
+                .where(runs_table.c.run_id == run_id)
+                .values(status=status, finished_at=finished_at)
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    sa.insert(runs_table).values(
+                        run_id=run_id,
+                        started_at=min((r.started_at for r in records), default=finished_at),
+                        finished_at=finished_at,
+                        status=status,
+                        host=socket.gethostname(),
+                        pid=os.getpid(),
+                        info="{}",
+                    )
+                )
+        return ids
+
+    def _insert_record(self, conn: Connection, rec: MaterializationRecord, now: float) -> int:
+        result = conn.execute(
+            sa.insert(materializations_table).values(
+                run_id=rec.run_id,
+                asset=rec.asset,
+                pstart=rec.start,
+                pend=rec.end,
+                partitions=rec.partitions,
+                status=rec.status,
+                code_version=rec.code_version,
+                version=None if rec.version is None else str(rec.version),
+                seq=rec.seq,
+                rows=rec.rows,
+                schema_fp=rec.schema_fp,
+                inputs=_dump_inputs(rec.inputs),
+                started_at=rec.started_at,
+                seconds=rec.seconds,
+                error=rec.error,
+                format=rec.format,
+                table_uri=rec.table_uri,
+                extra=json.dumps(dict(rec.extra), default=str) if rec.extra else None,
+            )
+        )
+        pk = result.inserted_primary_key
+        mat_id = int(pk[0]) if pk is not None else 0
+        if rec.status in ("materialized", "adopted") and rec.seq is not None:
+            self._write_state(conn, rec, mat_id, rec.started_at + rec.seconds or now)
+        return mat_id
+
+    def _write_state(self, conn: Connection, rec: MaterializationRecord, mat_id: int, at: float) -> None:
+        t = state_table
+        overlapping = conn.execute(
+            sa.select(t).where(t.c.asset == rec.asset, t.c.pstart < rec.end, t.c.pend > rec.start)
+        ).fetchall()
+        pieces: list[dict[str, Any]] = []
+        for row in overlapping:
+            base = dict(row._mapping)
+            if row.pstart < rec.start:
+                pieces.append({**base, "pend": rec.start})
+            if row.pend > rec.end:
+                pieces.append({**base, "pstart": rec.end})
+        if overlapping:
+            conn.execute(sa.delete(t).where(t.c.asset == rec.asset, t.c.pstart < rec.end, t.c.pend > rec.start))
+        pieces.append(
+            {
+                "asset": rec.asset,
+                "pstart": rec.start,
+                "pend": rec.end,
+                "mat_id": mat_id,
+                "version": None if rec.version is None else str(rec.version),
+                "seq": rec.seq,
+                "code_version": rec.code_version,
+                "inputs": _dump_inputs(rec.inputs),
+                "materialized_at": at,
+                "rows": rec.rows,
+            }
+        )
+        conn.execute(sa.insert(t), pieces)
+
+    def delete_state(self, asset: str, start: int | None = None, end: int | None = None) -> None:
+        """Forget the partition state of ``asset`` (optionally of one range)."""
+        t = state_table
+        with self.engine.begin() as conn:
+            if start is None or end is None:
+                conn.execute(sa.delete(t).where(t.c.asset == asset))
+                return
+            rows = conn.execute(sa.select(t).where(t.c.asset == asset, t.c.pstart < end, t.c.pend > start)).fetchall()
+            conn.execute(sa.delete(t).where(t.c.asset == asset, t.c.pstart < end, t.c.pend > start))
+            keep = []
+            for row in rows:
+                base = dict(row._mapping)
+                if row.pstart < start:
+                    keep.append({**base, "pend": start})
+                if row.pend > end:
+                    keep.append({**base, "pstart": end})
+            if keep:
+                conn.execute(sa.insert(t), keep)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _safe_url(url: str) -> str:
+    """The URL with any password masked, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - best effort for a message
+        return "<catalog url>"

@@ -1,0 +1,210 @@
+"""The coordinator: turn a plan into steps, run them, and record the run.
+
+It is the only writer of the catalog, in two transactions per run: ``begin_run`` and
+``finish_run`` (which stores every materialization, the partition state and extra
+records such as check results at once).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from ..catalog import InputVersion, MaterializationRecord, StateRow
+from ..partitions import RangeSet, predicate
+from ..plan import UNIT, Plan, map_up
+from .result import RunResult
+from .local import SerialExecutor, Task, ThreadExecutor, schedule
+from .step import Step, StepInput, StepResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import Executor
+
+
+def make_executor(lake: Any) -> tuple[Executor, bool]:
+    """The lakehouse's executor, and whether this run owns (and must close) it."""
+    obj = getattr(lake, "_executor_obj", None)
+    if obj is not None:
+        return obj, False
+    name = lake.settings.executor
+    if name == "threads":
+        return ThreadExecutor(lake.settings.max_workers), True
+    if name == "dask":
+        from .dask import DaskExecutor
+
+        return DaskExecutor(), True
+    return SerialExecutor(), True
+
+
+def latest(rows: Sequence[StateRow]) -> tuple[str | None, int]:
+    """``(version, seq)`` of the newest write among an asset's state rows."""
+    best = max(rows, key=lambda r: r.seq)
+    return best.version, best.seq
+
+
+def tasks_for(plan: Plan, graph: Any) -> list[Task]:
+    """One task per contiguous range of each planned asset (chunked by max_partitions_per_run)."""
+    in_plan = set(plan.assets())
+    tasks: list[Task] = []
+    for key in plan.assets():
+        spec = graph.specs[key]
+        waits = frozenset(p for p in graph.parents[key] if p in in_plan)
+        items = [i for i in plan.items if i.asset == key]
+        if spec.partitions is None:
+            tasks.append(Task(key, UNIT, items[0].reason, waits, retries=spec.retries))
+            continue
+        whole = plan.ranges(key)
+        for start, end in whole.ranges:
+            run = RangeSet.of(start, end)
+            chunks = run.split(spec.max_partitions_per_run) if spec.max_partitions_per_run else [run]
+            for chunk in chunks:
+                reason = next((i.reason for i in items if i.ranges & chunk), items[0].reason)
+                tasks.append(Task(key, chunk, reason, waits, retries=spec.retries))
+    return tasks
+
+
+def run_plan(
+    lake: Any,
+    plan: Plan,
+    state: Mapping[str, Sequence[StateRow]],
+    code_versions: Mapping[str, str],
+    run_id: str,
+    selected: Sequence[str],
+    *,
+    progress: bool | None = None,
+) -> Any:
+    """Run ``plan`` on the lakehouse's executor and record it; returns a ``RunResult``."""
+    graph = lake.graph
+    catalog = lake.catalog
+    started = time.time()
+    tasks = tasks_for(plan, graph)
+    catalog.begin_run(run_id, started, {"assets": plan.assets(), "steps": len(tasks)})
+    current: dict[str, tuple[str | None, int]] = {k: latest(rows) for k, rows in state.items() if rows}
+    records: list[MaterializationRecord] = []
+    extra: dict[str, list[dict[str, Any]]] = {"checks": [], "code_versions": []}
+    rows_out: list[dict[str, Any]] = []
+    executor, owned = make_executor(lake)
+    bar = _progress(progress, len(tasks), lake)
+    counter = [0]
+
+    def make_step(task: Task) -> Step | StepResult:
+        spec = graph.specs[task.asset]
+        counter[0] += 1
+        step_id = f"{run_id}-{counter[0]}"
+        inputs: list[StepInput] = []
+        for inp, up in graph.inputs[task.asset]:
+            up_spec = graph.specs[up]
+            if up not in current:
+                return StepResult(
+                    step_id, task.asset, task.ranges.ranges[0][0], task.ranges.ranges[-1][1], "failed",
+                    time.time(), 0.0,
+                    error=f"upstream {up!r} has no table yet; materialize it first (select '+{task.asset}')",
+                    error_type="UnknownAssetError",
+                )
+            version, seq = current[up]
+            pred = None
+            if up_spec.partitions is not None:
+                needed = map_up(graph, task.asset, up, task.ranges)
+                if needed != up_spec.partitions.all(None):
+                    pred = predicate(up_spec.partitions, needed, up_spec.partition_column)
+            inputs.append(StepInput(inp.param, lake.table_ref(up_spec, version), pred, inp.annotation,
+                                    InputVersion(up, version, seq)))
+        deps = tuple(InputVersion(d, *current[d]) for d in graph.parents[task.asset]
+                     if d in current and all(d != i.version.asset for i in inputs))
+        text = spec.partitions.format_ranges(task.ranges) if spec.partitions is not None else None
+        return Step(step_id, run_id, spec, task.ranges, lake.table_ref(spec), tuple(inputs),
+                    code_versions[task.asset], task.reason, text, deps)
+
+    def submit(task: Task) -> Future[StepResult]:
+        step = make_step(task)
+        if isinstance(step, StepResult):
+            fut: Future[StepResult] = Future()
+            fut.set_result(step)
+            return fut
+        task_steps[id(task)] = step
+        return executor.submit(step)
+
+    task_steps: dict[int, Step] = {}
+
+    def on_result(task: Task, res: StepResult) -> None:
+        spec = graph.specs[task.asset]
+        step = task_steps.get(id(task))
+        text = spec.partitions.format_ranges(task.ranges) if spec.partitions is not None else None
+        if res.status == "materialized" and res.seq is not None:
+            prev = current.get(task.asset)
+            if prev is None or res.seq >= prev[1]:
+                current[task.asset] = (res.version, res.seq)
+        records.append(MaterializationRecord(
+            run_id=run_id, asset=task.asset, start=res.start, end=res.end, partitions=text, status=res.status,
+            code_version=code_versions[task.asset], version=res.version, seq=res.seq, rows=res.rows,
+            schema_fp=res.schema_fp, inputs=step.input_versions if step else (), started_at=res.started_at,
+            seconds=res.seconds, error=res.error, format=lake.format_of(spec),
+            table_uri=lake.table_ref(spec).uri, extra={"worker": res.worker, **dict(res.extra)},
+        ))
+        for chk in res.checks:
+            extra["checks"].append({"run_id": run_id, "asset": task.asset, "partitions": text,
+                                    "checked_at": res.started_at + res.seconds, **chk})
+        if res.column_lineage is not None:
+            extra["code_versions"].append({"asset": task.asset, "code_version": code_versions[task.asset],
+                                           "recorded_at": time.time(), "column_lineage": res.column_lineage})
+        rows_out.append({"asset": task.asset, "partitions": text, "status": res.status, "reason": task.reason,
+                         "rows": res.rows, "version": res.version, "seconds": round(res.seconds, 4),
+                         "error": res.error})
+        if bar is not None:
+            bar.update(1)
+
+    def on_skip(task: Task, cause: str) -> None:
+        spec = graph.specs[task.asset]
+        text = spec.partitions.format_ranges(task.ranges) if spec.partitions is not None else None
+        rows_out.append({"asset": task.asset, "partitions": text, "status": "upstream_failed", "reason": task.reason,
+                         "rows": None, "version": None, "seconds": 0.0, "error": f"upstream {cause!r} failed"})
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        schedule(tasks, submit, on_result, on_skip, max_parallel=executor.max_parallel)
+    finally:
+        if owned:
+            executor.close()
+        if bar is not None:
+            bar.close()
+    failed = any(r["status"] != "materialized" for r in rows_out)
+    extra["code_versions"] = _dedupe_code_versions(extra["code_versions"], catalog)
+    catalog.finish_run(run_id, "failed" if failed else "succeeded", time.time(), records, extra)
+    in_plan = set(plan.assets())
+    ordered: list[dict[str, Any]] = []
+    for key in selected:
+        if key in in_plan:
+            ordered.extend(r for r in rows_out if r["asset"] == key)
+        else:
+            ordered.append({"asset": key, "partitions": None, "status": "skipped", "reason": "fresh", "rows": None,
+                            "version": None, "seconds": 0.0, "error": None})
+    return RunResult(run_id, ordered)
+
+
+def _dedupe_code_versions(rows: list[dict[str, Any]], catalog: Any) -> list[dict[str, Any]]:
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        seen[(r["asset"], r["code_version"])] = r
+    if not seen:
+        return []
+    known = {(r["asset"], r["code_version"]) for r in catalog.rows("code_versions")}
+    return [r for k, r in seen.items() if k not in known]
+
+
+def _progress(progress: bool | None, total: int, lake: Any) -> Any:
+    """A tqdm bar when asked, or by default on a terminal (shown only after ~1 s)."""
+    if progress is None:
+        progress = lake.settings.progress
+    if progress is None:
+        progress = sys.stderr.isatty() and total > 1
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="materialize", unit="step", delay=1.0, leave=False)

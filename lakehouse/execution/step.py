@@ -1,0 +1,291 @@
+"""One step: compute one asset range and commit it to its table (runs on a worker).
+
+A step reads its inputs at the exact versions the coordinator chose, calls the asset
+function, validates the rows against the partitions being written, runs the checks,
+and commits the write with its provenance. It returns a small :class:`StepResult` and
+never writes the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..assets import AssetSpec, Context, PartitionContext, TableRef
+from ..catalog import InputVersion
+from ..errors import LakehouseError, PartitionError
+from ..partitions import Predicate, RangeSet
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+log = logging.getLogger("lakehouse")
+
+#: Environment variable naming a fault point at which the process kills itself (tests).
+FAULT_ENV = "LAKEHOUSE_FAULT"
+
+
+def fault(point: str, asset: str) -> None:
+    """Kill this process with SIGKILL when ``LAKEHOUSE_FAULT`` names ``point`` (test hook).
+
+    The value is ``point`` or ``point:asset``.
+    """
+    wanted = os.environ.get(FAULT_ENV)
+    if not wanted:
+        return
+    name, _, only = wanted.partition(":")
+    if name == point and (not only or only == asset):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """One input of a step: where to read it and which partitions."""
+
+    param: str
+    ref: TableRef
+    predicate: Predicate | None
+    annotation: str
+    version: InputVersion
+
+
+@dataclass(frozen=True)
+class Step:
+    """Everything a worker needs to compute one asset range (picklable)."""
+
+    step_id: str
+    run_id: str
+    spec: AssetSpec
+    ranges: RangeSet
+    table: TableRef
+    inputs: tuple[StepInput, ...]
+    code_version: str
+    reason: str
+    partitions_text: str | None = None
+    deps: tuple[InputVersion, ...] = ()
+
+    @property
+    def asset(self) -> str:
+        return self.spec.key
+
+    @property
+    def input_versions(self) -> tuple[InputVersion, ...]:
+        return tuple(i.version for i in self.inputs) + self.deps
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """The small result a worker hands back to the coordinator."""
+
+    step_id: str
+    asset: str
+    start: int
+    end: int
+    status: str  # materialized | failed | check_failed
+    started_at: float
+    seconds: float
+    version: str | None = None
+    seq: int | None = None
+    rows: int | None = None
+    schema_fp: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+    retryable: bool = False
+    worker: str = ""
+    checks: tuple[dict[str, Any], ...] = ()
+    column_lineage: Any = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def provenance(step: Step) -> dict[str, str]:
+    """The provenance written into the table commit (strings only)."""
+    return {
+        "run_id": step.run_id,
+        "step_id": step.step_id,
+        "asset": step.asset,
+        "code_version": step.code_version,
+        "partitions": json.dumps([list(r) for r in step.ranges.ranges]),
+        "partitions_text": step.partitions_text or "",
+        "inputs": json.dumps([[i.asset, i.version, i.seq] for i in step.input_versions]),
+    }
+
+
+def partition_context(spec: AssetSpec, ranges: RangeSet) -> PartitionContext | None:
+    """The ``ctx.partition`` of a step."""
+    defn = spec.partitions
+    if defn is None:
+        return None
+    first, last = ranges.ranges[0][0], ranges.ranges[-1][1] - 1
+    keys = tuple(defn.key(i) for i in ranges.indices()) if len(ranges) <= 10_000 else (defn.key(first), defn.key(last))
+    start = end = None
+    if hasattr(defn, "window"):
+        start = defn.window(first)[0]
+        end = defn.window(last)[1]
+    return PartitionContext(defn, ranges, keys, start, end)
+
+
+def run_step(step: Step) -> StepResult:
+    """Compute and commit one step; errors become a failed result, never an exception."""
+    started = time.time()
+    t0 = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    spec = step.spec
+    rng = step.ranges
+    start, end = (rng.ranges[0][0], rng.ranges[-1][1]) if rng else (0, 1)
+    try:
+        from ..engines import InputSource, get_engine, to_arrow
+        from ..storage import get_format
+
+        fmt = get_format(step.table.format)
+        engine = get_engine(spec.engine)
+        try:
+            ctx = Context(
+                asset=step.asset,
+                run_id=step.run_id,
+                partition=partition_context(spec, rng),
+                log=logging.LoggerAdapter(log, {"run_id": step.run_id, "asset": step.asset,
+                                                "partition": step.partitions_text}),
+            )
+            kwargs: dict[str, Any] = {}
+            for inp in step.inputs:
+                in_fmt = get_format(inp.ref.format)
+                source = InputSource(
+                    inp.param,
+                    inp.ref,
+                    inp.predicate,
+                    dataset=_dataset_factory(in_fmt, inp.ref),
+                    arrow=None,
+                )
+                kwargs[inp.param] = engine.prepare(source, inp.annotation)
+            if spec.context_param:
+                kwargs[spec.context_param] = ctx
+            value = engine.call(spec.fn, kwargs, ctx, step.asset)
+            data = to_arrow(value, step.asset)
+            write_predicate = None
+            if spec.partitions is not None:
+                from ..partitions import predicate, predicate_sql
+
+                pred = predicate(spec.partitions, rng, spec.partition_column)
+                data = _validated(data, pred, step)
+                write_predicate = predicate_sql(pred)
+            fault("before_write", step.asset)
+            result = fmt.write(
+                step.table,
+                data,
+                mode=spec.write,
+                predicate=write_predicate,
+                partition_by=list(spec.partition_column),
+                schema_mode=spec.schema,
+                provenance=provenance(step),
+            )
+            fault("after_commit", step.asset)
+        finally:
+            engine.close()
+        return StepResult(
+            step.step_id, step.asset, start, end, "materialized", started, time.perf_counter() - t0,
+            version=result.version, seq=result.seq, rows=result.rows, schema_fp=result.schema_fp, worker=worker,
+        )
+    except Exception as exc:  # noqa: BLE001 - a step reports, the coordinator decides
+        return _failed(step, exc, started, t0, start, end, worker)
+
+
+def _failed(step: Step, exc: BaseException, started: float, t0: float, start: int, end: int,
+            worker: str) -> StepResult:
+    if isinstance(exc, LakehouseError):
+        text = str(exc)
+    else:
+        tb = traceback.extract_tb(exc.__traceback__)
+        user = [f for f in tb if "lakehouse" not in f.filename.replace("\\", "/").split("/site-packages/")[-1]
+                or "/tests/" in f.filename]
+        where = f" (at {user[-1].filename}:{user[-1].lineno})" if user else ""
+        text = f"{type(exc).__name__}: {exc}{where}"
+    return StepResult(
+        step.step_id, step.asset, start, end, "failed", started, time.perf_counter() - t0,
+        error=text, error_type=type(exc).__name__, retryable=bool(getattr(exc, "retryable", False)),
+        worker=worker,
+    )
+
+
+def _dataset_factory(fmt: Any, ref: TableRef) -> Any:
+    def make() -> Any:
+        return fmt.dataset(ref)
+
+    return make
+
+
+def _arrow_filter(pred: Predicate, schema: pa.Schema) -> Any:
+    """A pyarrow compute expression for a neutral predicate, literals cast to the column types."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def lit(value: Any, column: str) -> Any:
+        typ = schema.field(column).type
+        try:
+            return pa.scalar(value).cast(typ)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
+            return pa.scalar(value)
+
+    out = None
+    for conj in pred:
+        expr = None
+        for clause in conj:
+            if schema.get_field_index(clause.column) < 0:
+                raise PartitionError(
+                    f"the output has no partition column {clause.column!r}",
+                    hint=f"return a column named {clause.column!r} holding the partition value",
+                )
+            field_ = pc.field(clause.column)
+            if hasattr(clause, "values"):
+                typ = schema.field(clause.column).type
+                e = field_.isin(pa.array(list(clause.values)).cast(typ))
+            else:
+                e = (field_ >= lit(clause.start, clause.column)) & (field_ < lit(clause.end, clause.column))
+            expr = e if expr is None else expr & e
+        out = expr if out is None else out | expr
+    return out
+
+
+def _validated(data: pa.Table | pa.RecordBatchReader, pred: Predicate, step: Step) -> Any:
+    """``data`` with every row checked to lie inside the partitions being written."""
+    import pyarrow as pa
+
+    expr = _arrow_filter(pred, data.schema)
+
+    def check(table: pa.Table) -> None:
+        bad = table.filter(~expr)
+        if bad.num_rows:
+            cols = [c for c in step.spec.partition_column]
+            first = {c: bad.column(c)[0].as_py() for c in cols}
+            value = first[cols[0]] if len(cols) == 1 else first
+            raise PartitionError(
+                f"the output has {bad.num_rows} row(s) outside the partitions being written "
+                f"({step.partitions_text}); first offending value: {value!r}; nothing was published",
+                asset=step.asset,
+                partition=step.partitions_text,
+                hint="filter the output to ctx.partition.start <= column < ctx.partition.end",
+            )
+        nulls = sum(table.column(c).null_count for c in step.spec.partition_column)
+        if nulls:
+            raise PartitionError(
+                f"the output has null values in partition column(s) {list(step.spec.partition_column)}",
+                asset=step.asset, partition=step.partitions_text, hint="fill the partition column of every row",
+            )
+
+    if isinstance(data, pa.Table):
+        check(data)
+        return data
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in data:
+            check(pa.Table.from_batches([batch]))
+            yield batch
+
+    return pa.RecordBatchReader.from_batches(data.schema, batches())

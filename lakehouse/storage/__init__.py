@@ -1,0 +1,157 @@
+"""Table formats and object storage (layer 2).
+
+Each format implements :class:`TableFormat`; they exchange Arrow data with the
+execution layer and never import the engines. :func:`get_format` returns the adapter
+for a format name, importing its library only then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import SchemaError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from ..assets import TableRef, WriteMode
+
+#: Keys of the provenance stored in every table commit.
+PROVENANCE_PREFIX = "lakehouse."
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one committed write produced."""
+
+    version: str
+    seq: int
+    rows: int
+    schema_fp: str
+    bytes: int | None = None
+
+
+class TableFormat(Protocol):
+    """The seam every table format implements."""
+
+    name: str
+
+    def exists(self, ref: TableRef) -> bool: ...
+
+    def current(self, ref: TableRef) -> tuple[str, int] | None:
+        """``(version, seq)`` of the table's current version, or ``None`` if absent."""
+
+    def schema(self, ref: TableRef) -> pa.Schema | None: ...
+
+    def write(
+        self,
+        ref: TableRef,
+        data: pa.Table | pa.RecordBatchReader,
+        *,
+        mode: WriteMode,
+        predicate: str | None,
+        partition_by: list[str],
+        schema_mode: str,
+        provenance: Mapping[str, str],
+    ) -> WriteResult: ...
+
+    def dataset(self, ref: TableRef) -> pads.Dataset: ...
+
+    def read_arrow(self, ref: TableRef) -> pa.Table: ...
+
+    def commits(self, ref: TableRef) -> list[dict[str, Any]]:
+        """Every commit with its lakehouse provenance, oldest first."""
+
+
+def get_format(name: str) -> TableFormat:
+    """The adapter for ``name`` (``"delta"`` or ``"iceberg"``)."""
+    if name == "delta":
+        from .delta import DeltaFormat
+
+        return DeltaFormat()
+    if name == "iceberg":
+        from .iceberg import IcebergFormat
+
+        return IcebergFormat()
+    raise ValueError(f"unknown table format {name!r}")
+
+
+def schema_fingerprint(schema: pa.Schema) -> str:
+    """A short stable hash of an Arrow schema (names and normalized types)."""
+    text = ";".join(f"{f.name}:{normalize_type(f.type)}" for f in schema)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def normalize_type(t: Any) -> str:
+    """Arrow type text with storage variants (large_/view) folded together."""
+    text = str(t)
+    for a, b in (("large_string", "string"), ("string_view", "string"), ("large_binary", "binary"),
+                 ("binary_view", "binary"), ("large_list", "list"), ("list_view", "list"), ("utf8", "string")):
+        text = text.replace(a, b)
+    return text
+
+
+def schema_diff(old: pa.Schema, new: pa.Schema) -> tuple[list[str], list[str], list[str]]:
+    """``(added, removed, changed)`` column descriptions between two schemas."""
+    o = {f.name: normalize_type(f.type) for f in old}
+    n = {f.name: normalize_type(f.type) for f in new}
+    added = [f"+ {k}: {v}" for k, v in n.items() if k not in o]
+    removed = [f"- {k}: {v}" for k, v in o.items() if k not in n]
+    changed = [f"~ {k}: {o[k]} -> {n[k]}" for k in n if k in o and o[k] != n[k]]
+    return added, removed, changed
+
+
+_WIDENINGS = {
+    ("int8", "int16"), ("int8", "int32"), ("int8", "int64"), ("int16", "int32"), ("int16", "int64"),
+    ("int32", "int64"), ("float", "double"), ("halffloat", "float"), ("halffloat", "double"),
+    ("date32[day]", "timestamp[us]"),
+}
+
+
+def check_schema(asset: str, old: pa.Schema | None, new: pa.Schema, mode: str, *, full_overwrite: bool) -> None:
+    """Raise :class:`SchemaError` when ``new`` differs from ``old`` in a way ``mode`` forbids.
+
+    ``strict``: any difference. ``add_columns``: new columns and type widening allowed;
+    removed columns must be absent from the output (they become null). ``replace``:
+    anything, but only for a full overwrite.
+    """
+    if old is None:
+        return
+    added, removed, changed = schema_diff(old, new)
+    if not (added or removed or changed):
+        return
+    diff = "\n    ".join(added + removed + changed)
+    if mode == "replace" and full_overwrite:
+        return
+    if mode == "add_columns":
+        o = {f.name: normalize_type(f.type) for f in old}
+        n = {f.name: normalize_type(f.type) for f in new}
+        bad = [k for k in n if k in o and o[k] != n[k] and (o[k], n[k]) not in _WIDENINGS]
+        if not bad and not removed:
+            return
+        raise SchemaError(
+            f"schema change not allowed by schema='add_columns':\n    {diff}",
+            asset=asset,
+            hint="only new columns and type widening are additive; use schema='replace' with a full overwrite",
+        )
+    raise SchemaError(
+        f"the output schema differs from the table's (schema='{mode}'); nothing was published:\n    {diff}",
+        asset=asset,
+        hint="keep the columns stable, or set schema='add_columns' (additive) or schema='replace'",
+    )
+
+
+def counted(reader: pa.RecordBatchReader, counter: list[int]) -> pa.RecordBatchReader:
+    """Wrap a reader so the rows streamed through it are added to ``counter[0]``."""
+    import pyarrow as pa
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            counter[0] += batch.num_rows
+            yield batch
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())

@@ -1,0 +1,214 @@
+"""Delta Lake tables through ``deltalake`` (delta-rs).
+
+The provenance of each write travels in the commit's custom metadata, so the catalog
+can be rebuilt from the tables alone. The version of our own commit is read race-free
+from the ``DeltaTable`` object we wrote through.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .._plugins import require
+from ..errors import CommitConflictError, PartitionError, SchemaError, StorageError
+from . import PROVENANCE_PREFIX, WriteResult, check_schema, counted, schema_fingerprint
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from ..assets import TableRef, WriteMode
+
+
+def _dl() -> Any:
+    return require("deltalake", "delta")
+
+
+class DeltaFormat:
+    """The :class:`~lakehouse.storage.TableFormat` for Delta Lake."""
+
+    name = "delta"
+
+    def _open(self, ref: TableRef, version: str | int | None = None) -> Any:
+        dl = _dl()
+        try:
+            return dl.DeltaTable(
+                ref.uri,
+                version=None if version is None else int(version),
+                storage_options=dict(ref.storage_options) or None,
+            )
+        except dl.exceptions.TableNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(
+                f"cannot open the Delta table at {ref.uri}: {exc}",
+                asset=ref.asset,
+                hint="check that the storage is reachable and the credentials are right",
+            ) from exc
+
+    def exists(self, ref: TableRef) -> bool:
+        return bool(_dl().DeltaTable.is_deltatable(ref.uri, storage_options=dict(ref.storage_options) or None))
+
+    def current(self, ref: TableRef) -> tuple[str, int] | None:
+        dt = self._open(ref)
+        if dt is None:
+            return None
+        v = int(dt.version())
+        return str(v), v
+
+    def schema(self, ref: TableRef) -> pa.Schema | None:
+        dt = self._open(ref)
+        if dt is None:
+            return None
+        return _arrow_schema(dt)
+
+    def write(
+        self,
+        ref: TableRef,
+        data: pa.Table | pa.RecordBatchReader,
+        *,
+        mode: WriteMode,
+        predicate: str | None,
+        partition_by: list[str],
+        schema_mode: str,
+        provenance: Mapping[str, str],
+    ) -> WriteResult:
+        dl = _dl()
+        import pyarrow as pa
+
+        dt = self._open(ref)
+        old_schema = _arrow_schema(dt) if dt is not None else None
+        full_overwrite = mode.kind == "overwrite" and predicate is None
+        check_schema(ref.asset, old_schema, data.schema, schema_mode, full_overwrite=full_overwrite)
+        props = dl.CommitProperties(custom_metadata={PROVENANCE_PREFIX + k: v for k, v in provenance.items()})
+        opts = dict(ref.storage_options) or None
+        counter = [0]
+        if isinstance(data, pa.Table):
+            counter[0] = data.num_rows
+            payload: Any = data
+        else:
+            payload = counted(data, counter)
+        delta_schema_mode = None
+        if old_schema is not None and data.schema != old_schema:
+            if schema_mode == "add_columns":
+                delta_schema_mode = "merge"
+            elif schema_mode == "replace" and full_overwrite:
+                delta_schema_mode = "overwrite"
+        try:
+            if mode.kind == "merge" and dt is not None:
+                self._merge(dt, payload, mode, predicate, props, delta_schema_mode == "merge")
+            else:
+                kind = "overwrite" if mode.kind == "merge" else mode.kind
+                dl.write_deltalake(
+                    dt if dt is not None else ref.uri,
+                    payload,
+                    mode=kind,
+                    partition_by=partition_by or None,
+                    predicate=predicate if (dt is not None and kind == "overwrite") else None,
+                    schema_mode=delta_schema_mode,
+                    storage_options=opts,
+                    commit_properties=props,
+                )
+        except Exception as exc:  # noqa: BLE001 - translate library errors
+            raise _translate(exc, ref, predicate) from exc
+        if dt is None:
+            dt = self._open(ref)
+            version = _find_commit(dt, provenance.get("step_id", ""))
+        else:
+            version = int(dt.version())
+        return WriteResult(str(version), version, counter[0], schema_fingerprint(data.schema))
+
+    def _merge(
+        self, dt: Any, payload: Any, mode: WriteMode, predicate: str | None, props: Any, merge_schema: bool
+    ) -> None:
+        on = " AND ".join(f't."{c}" = s."{c}"' for c in mode.on)
+        merger = dt.merge(
+            payload,
+            predicate=on,
+            source_alias="s",
+            target_alias="t",
+            commit_properties=props,
+            merge_schema=merge_schema,
+        )
+        merger = merger.when_matched_update_all().when_not_matched_insert_all()
+        if mode.delete_missing:
+            merger = merger.when_not_matched_by_source_delete(predicate=_qualify(predicate, "t"))
+        merger.execute()
+
+    def dataset(self, ref: TableRef) -> pads.Dataset:
+        dt = self._open(ref, ref.version)
+        if dt is None:
+            raise StorageError(
+                f"the Delta table at {ref.uri} does not exist", asset=ref.asset, hint="materialize it first"
+            )
+        return dt.to_pyarrow_dataset()
+
+    def read_arrow(self, ref: TableRef) -> pa.Table:
+        return self.dataset(ref).to_table()
+
+    def commits(self, ref: TableRef) -> list[dict[str, Any]]:
+        dt = self._open(ref)
+        if dt is None:
+            return []
+        out = []
+        for entry in reversed(dt.history()):
+            prov = {k[len(PROVENANCE_PREFIX):]: v for k, v in entry.items() if k.startswith(PROVENANCE_PREFIX)}
+            out.append({"version": str(entry.get("version")), "seq": int(entry.get("version", 0)),
+                        "timestamp": entry.get("timestamp"), "operation": entry.get("operation"),
+                        "provenance": prov})
+        return out
+
+
+def _arrow_schema(dt: Any) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(dt.schema().to_arrow())
+
+
+def _find_commit(dt: Any, step_id: str) -> int:
+    """The version of the commit carrying ``step_id`` (after a write that created the table)."""
+    if step_id:
+        for entry in dt.history(limit=20):
+            if entry.get(PROVENANCE_PREFIX + "step_id") == step_id:
+                return int(entry["version"])
+    return int(dt.version())
+
+
+def _qualify(predicate: str | None, alias: str) -> str | None:
+    """Prefix the double-quoted column names of a partition predicate with ``alias.``."""
+    if predicate is None:
+        return None
+    import re
+
+    return re.sub(r'(?<![\w.])"([^"]+)"', lambda m: f'{alias}."{m.group(1)}"', predicate)
+
+
+def _translate(exc: Exception, ref: TableRef, predicate: str | None) -> Exception:
+    dl = _dl()
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, dl.exceptions.CommitFailedError) or "conflict" in text.lower():
+        return CommitConflictError(
+            f"a concurrent writer committed first: {text}", asset=ref.asset, hint="retry the run (retries=N)"
+        )
+    if isinstance(exc, dl.exceptions.SchemaMismatchError):
+        return SchemaError(f"the table rejected the output schema: {text}", asset=ref.asset,
+                           hint="use schema='add_columns' for additive changes")
+    if predicate and "predicate" in text.lower():
+        return PartitionError(
+            f"rows outside the partitions being written ({predicate}): {text}",
+            asset=ref.asset,
+            hint="return only rows of ctx.partition",
+        )
+    if isinstance(exc, OSError):
+        return StorageError(f"cannot write the Delta table at {ref.uri}: {text}", asset=ref.asset,
+                            hint="check that the storage is reachable and writable")
+    if isinstance(exc, (StorageError, SchemaError, PartitionError)):
+        return exc
+    return StorageError(f"writing the Delta table at {ref.uri} failed: {type(exc).__name__}: {text}",
+                        asset=ref.asset, hint="see the chained error above")
+
+
+def provenance_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
