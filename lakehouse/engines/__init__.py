@@ -94,9 +94,10 @@ def to_arrow(value: Any, asset: str, *, stream: bool = True) -> pa.Table | pa.Re
             return value.collect(engine="streaming").to_arrow()
         if isinstance(value, pl.DataFrame):
             return value.to_arrow()
-    if mod == "duckdb" and hasattr(value, "fetch_record_batch"):
+    if mod == "duckdb" and hasattr(value, "fetch_arrow_table"):
         if stream:
-            return value.fetch_record_batch(100_000)
+            reader = getattr(value, "to_arrow_reader", None) or value.fetch_record_batch
+            return reader(100_000)
         return value.fetch_arrow_table()
     if mod == "pandas" and type(value).__name__ == "DataFrame":
         return pa.Table.from_pandas(value, preserve_index=False)

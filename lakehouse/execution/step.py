@@ -168,6 +168,7 @@ def run_step(step: Step) -> StepResult:
             if spec.context_param:
                 kwargs[spec.context_param] = ctx
             value = engine.call(spec.fn, kwargs, ctx, step.asset)
+            # column-lineage hook: analyse `value` (LazyFrame plan / relation SQL) here
             data = to_arrow(value, step.asset)
             write_predicate = None
             if spec.partitions is not None:
@@ -176,6 +177,7 @@ def run_step(step: Step) -> StepResult:
                 pred = predicate(spec.partitions, rng, spec.partition_column)
                 data = _validated(data, pred, step)
                 write_predicate = predicate_sql(pred)
+            # checks hook: audit the data about to be published (write-audit-publish)
             fault("before_write", step.asset)
             result = fmt.write(
                 step.table,
