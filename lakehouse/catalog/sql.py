@@ -333,10 +333,9 @@ class SqlCatalog(Catalog):
         records: Sequence[MaterializationRecord],
         extra: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     ) -> list[int]:
-        ids: list[int] = []
         with self.engine.begin() as conn:
-            for rec in records:
-                ids.append(self._insert_record(conn, rec, finished_at))
+            ids = self._insert_records(conn, records)
+            self._write_state(conn, records, ids, finished_at)
             for name, rows in (extra or {}).items():
                 if rows:
                     conn.execute(sa.insert(EXTRA_TABLES[name]), [dict(r) for r in rows])
@@ -359,51 +358,61 @@ class SqlCatalog(Catalog):
                 )
         return ids
 
-    def _insert_record(self, conn: Connection, rec: MaterializationRecord, now: float) -> int:
-        result = conn.execute(
-            sa.insert(materializations_table).values(
-                run_id=rec.run_id,
-                asset=rec.asset,
-                pstart=rec.start,
-                pend=rec.end,
-                partitions=rec.partitions,
-                status=rec.status,
-                code_version=rec.code_version,
-                version=None if rec.version is None else str(rec.version),
-                seq=rec.seq,
-                rows=rec.rows,
-                schema_fp=rec.schema_fp,
-                inputs=_dump_inputs(rec.inputs),
-                started_at=rec.started_at,
-                seconds=rec.seconds,
-                error=rec.error,
-                format=rec.format,
-                table_uri=rec.table_uri,
-                extra=json.dumps(dict(rec.extra), default=str) if rec.extra else None,
-            )
-        )
-        pk = result.inserted_primary_key
-        mat_id = int(pk[0]) if pk is not None else 0
-        if rec.status in ("materialized", "adopted") and rec.seq is not None:
-            self._write_state(conn, rec, mat_id, rec.started_at + rec.seconds or now)
-        return mat_id
-
-    def _write_state(self, conn: Connection, rec: MaterializationRecord, mat_id: int, at: float) -> None:
-        t = state_table
-        overlapping = conn.execute(
-            sa.select(t).where(t.c.asset == rec.asset, t.c.pstart < rec.end, t.c.pend > rec.start)
-        ).fetchall()
-        pieces: list[dict[str, Any]] = []
-        for row in overlapping:
-            base = dict(row._mapping)
-            if row.pstart < rec.start:
-                pieces.append({**base, "pend": rec.start})
-            if row.pend > rec.end:
-                pieces.append({**base, "pstart": rec.end})
-        if overlapping:
-            conn.execute(sa.delete(t).where(t.c.asset == rec.asset, t.c.pstart < rec.end, t.c.pend > rec.start))
-        pieces.append(
+    def _insert_records(self, conn: Connection, records: Sequence[MaterializationRecord]) -> list[int]:
+        if not records:
+            return []
+        t = materializations_table
+        params = [
             {
+                "run_id": rec.run_id,
+                "asset": rec.asset,
+                "pstart": rec.start,
+                "pend": rec.end,
+                "partitions": rec.partitions,
+                "status": rec.status,
+                "code_version": rec.code_version,
+                "version": None if rec.version is None else str(rec.version),
+                "seq": rec.seq,
+                "rows": rec.rows,
+                "schema_fp": rec.schema_fp,
+                "inputs": _dump_inputs(rec.inputs),
+                "started_at": rec.started_at,
+                "seconds": rec.seconds,
+                "error": rec.error,
+                "format": rec.format,
+                "table_uri": rec.table_uri,
+                "extra": json.dumps(dict(rec.extra), default=str) if rec.extra else None,
+            }
+            for rec in records
+        ]
+        result = conn.execute(sa.insert(t).returning(t.c.id, sort_by_parameter_order=True), params)
+        return [int(row[0]) for row in result]
+
+    def _write_state(
+        self, conn: Connection, records: Sequence[MaterializationRecord], ids: Sequence[int], now: float
+    ) -> None:
+        """Fold successful records into the range state of their assets: one read, one
+        delete and one insert for the whole run."""
+        written = [(rec, mat_id) for rec, mat_id in zip(records, ids)
+                   if rec.status in ("materialized", "adopted") and rec.seq is not None]
+        if not written:
+            return
+        t = state_table
+        assets = sorted({rec.asset for rec, _ in written})
+        rows: dict[str, list[dict[str, Any]]] = {a: [] for a in assets}
+        for r in conn.execute(sa.select(t).where(t.c.asset.in_(assets))):
+            rows[r.asset].append(dict(r._mapping))
+        for rec, mat_id in written:
+            kept: list[dict[str, Any]] = []
+            for row in rows[rec.asset]:
+                if row["pend"] <= rec.start or row["pstart"] >= rec.end:
+                    kept.append(row)
+                    continue
+                if row["pstart"] < rec.start:
+                    kept.append({**row, "pend": rec.start})
+                if row["pend"] > rec.end:
+                    kept.append({**row, "pstart": rec.end})
+            kept.append({
                 "asset": rec.asset,
                 "pstart": rec.start,
                 "pend": rec.end,
@@ -412,11 +421,12 @@ class SqlCatalog(Catalog):
                 "seq": rec.seq,
                 "code_version": rec.code_version,
                 "inputs": _dump_inputs(rec.inputs),
-                "materialized_at": at,
+                "materialized_at": (rec.started_at + rec.seconds) or now,
                 "rows": rec.rows,
-            }
-        )
-        conn.execute(sa.insert(t), pieces)
+            })
+            rows[rec.asset] = kept
+        conn.execute(sa.delete(t).where(t.c.asset.in_(assets)))
+        conn.execute(sa.insert(t), [row for a in assets for row in rows[a]])
 
     def delete_state(self, asset: str, start: int | None = None, end: int | None = None) -> None:
         """Forget the partition state of ``asset`` (optionally of one range)."""

@@ -115,7 +115,9 @@ def run_plan(
         deps = tuple(InputVersion(d, *current[d]) for d in graph.parents[task.asset]
                      if d in current and all(d != i.version.asset for i in inputs))
         text = spec.partitions.format_ranges(task.ranges) if spec.partitions is not None else None
-        return Step(step_id, run_id, spec, task.ranges, lake.table_ref(spec), tuple(inputs),
+        known = current.get(task.asset)
+        target = lake.table_ref(spec, known[0] if known else None)
+        return Step(step_id, run_id, spec, task.ranges, target, tuple(inputs),
                     code_versions[task.asset], task.reason, text, deps)
 
     def submit(task: Task) -> Future[StepResult]:

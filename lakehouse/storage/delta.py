@@ -78,7 +78,12 @@ class DeltaFormat:
         dl = _dl()
         import pyarrow as pa
 
-        dt = self._open(ref)
+        # ref.version is the version the catalog knows; None means the table is new to
+        # us. A new full overwrite or append skips opening it (delta-rs still enforces
+        # the schema if it exists); merges and partition overwrites always open it, so a
+        # predicate is never lost.
+        must_open = ref.version is not None or mode.kind == "merge" or predicate is not None
+        dt = self._open(ref) if must_open else None
         old_schema = _arrow_schema(dt) if dt is not None else None
         full_overwrite = mode.kind == "overwrite" and predicate is None
         check_schema(ref.asset, old_schema, data.schema, schema_mode, full_overwrite=full_overwrite)
@@ -115,7 +120,9 @@ class DeltaFormat:
             raise _translate(exc, ref, predicate) from exc
         if dt is None:
             dt = self._open(ref)
-            version = _find_commit(dt, provenance.get("step_id", ""))
+            version = int(dt.version())
+            if version != 0:  # not a fresh table: find our own commit among the recent ones
+                version = _find_commit(dt, provenance.get("step_id", ""))
         else:
             version = int(dt.version())
         return WriteResult(str(version), version, counter[0], schema_fingerprint(data.schema))
