@@ -280,3 +280,14 @@ def postgres_db_url(postgres_url: str) -> Iterator[str]:
     finally:
         with contextlib.suppress(Exception):
             _drop_database(postgres_url, name)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_registry():
+    """Each test sees and leaves the process-wide asset registry as it found it."""
+    from lakehouse.assets import REGISTRY
+
+    before = dict(REGISTRY)
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(before)

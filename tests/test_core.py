@@ -14,7 +14,6 @@ import pytest
 from deltalake import DeltaTable
 
 import lakehouse as lh
-from lakehouse.assets import REGISTRY
 from lakehouse.errors import MaterializeError, OutputError
 
 
@@ -49,14 +48,6 @@ def revenue(orders: pl.LazyFrame) -> pl.LazyFrame:
 def top_customers(revenue):
     return revenue.order("amount desc").limit(2)
 """
-
-
-@pytest.fixture(autouse=True)
-def _clean_registry():
-    before = dict(REGISTRY)
-    yield
-    REGISTRY.clear()
-    REGISTRY.update(before)
 
 
 def test_first_run_materializes_all_second_run_nothing(tmp_path: Path) -> None:
