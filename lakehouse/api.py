@@ -179,22 +179,30 @@ class Lakehouse:
 
     def table_ref(self, spec: AssetSpec, version: str | None = None) -> TableRef:
         """Where ``spec``'s table lives."""
+        from .storage.uri import delta_options
+
         return TableRef(
             asset=spec.key,
             format=self.format_of(spec),
             uri=f"{self.settings.warehouse_uri}/{spec.key}",
             version=version,
-            storage_options=dict(self.settings.storage_options),
+            storage_options=delta_options(self.settings.warehouse_uri, self.settings.storage_options),
             catalog=self._iceberg_props() if self.format_of(spec) == "iceberg" else {},
             namespace=spec.namespace,
+            partitions=spec.partitions,
         )
 
     def _iceberg_props(self) -> dict[str, str]:
+        """pyiceberg catalog properties: ``iceberg_catalog`` or the SQL catalog in the
+        lakehouse catalog's database, plus FileIO credentials from ``storage_options``."""
+        from .storage.iceberg import LOCATION_PROP
+        from .storage.uri import iceberg_properties
+
         props = dict(self.settings.iceberg_catalog)
         if not props:
             props = {"type": "sql", "uri": self.settings.catalog_url,
-                     "warehouse": _as_uri(self.settings.warehouse_uri)}
-        return props
+                     "warehouse": _as_uri(self.settings.warehouse_uri), LOCATION_PROP: "warehouse"}
+        return {**iceberg_properties(self.settings.warehouse_uri, self.settings.storage_options), **props}
 
     def code_versions(self) -> dict[str, str]:
         """The current code version of every asset."""
@@ -349,7 +357,9 @@ class Lakehouse:
         fmt = get_format(ref.format)
         if not fmt.exists(ref):
             raise UnknownAssetError("has no table yet", asset=spec.key, hint=f"run lake.materialize({spec.key!r})")
-        return scan(InputSource(spec.key, ref, None, dataset=lambda: fmt.dataset(ref)))
+        native = getattr(fmt, "native", None)
+        return scan(InputSource(spec.key, ref, None, dataset=lambda: fmt.dataset(ref),
+                                table=(lambda: native(ref)) if native is not None else None))
 
     def read(self, name: str, *, version: str | int | None = None) -> pl.DataFrame:
         """An asset's table as a Polars DataFrame; ``version`` time-travels."""

@@ -134,7 +134,9 @@ class TableRef:
     """Where one version of an asset's table lives: passed between adapters.
 
     ``version`` is the format's own id (Delta version, Iceberg snapshot id);
-    ``location`` is format-specific (the Iceberg metadata file).
+    ``location`` is format-specific (the Iceberg metadata file); ``partitions`` is the
+    asset's partition definition (Iceberg builds its partition spec and exact overwrite
+    filters from it).
     """
 
     asset: str
@@ -145,6 +147,7 @@ class TableRef:
     location: str | None = None
     catalog: Mapping[str, str] = field(default_factory=dict, repr=False)
     namespace: str | None = None
+    partitions: PartitionsDefinition | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

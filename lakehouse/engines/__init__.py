@@ -24,13 +24,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass(frozen=True)
 class InputSource:
-    """One upstream as the execution layer hands it to an engine."""
+    """One upstream as the execution layer hands it to an engine.
+
+    ``table`` gives the format's own table object when the format has one an engine can
+    scan lazily (a pyiceberg ``Table`` for Iceberg, read with ``pl.scan_iceberg``), so
+    engines never import the format libraries themselves.
+    """
 
     param: str
     ref: TableRef
     predicate: Predicate | None
     dataset: Callable[[], pads.Dataset]
     arrow: Callable[[], pa.Table | pa.RecordBatchReader] | None = None
+    table: Callable[[], Any] | None = None
 
 
 class Engine(Protocol):

@@ -46,6 +46,14 @@ def scan(source: InputSource) -> pl.LazyFrame:
             version=None if ref.version is None else int(ref.version),
             storage_options=dict(ref.storage_options) or None,
         )
+    elif ref.format == "iceberg" and source.table is not None:
+        # pyiceberg plans the scan (partition pruning, stats) with the table's own FileIO;
+        # Polars' native reader would ignore it and go to AWS with default credentials
+        lf = pl.scan_iceberg(
+            source.table(),
+            snapshot_id=None if ref.version is None else int(ref.version),
+            reader_override="pyiceberg",
+        )
     elif source.arrow is not None:
         data = source.arrow()
         lf = pl.from_arrow(data).lazy() if not hasattr(data, "read_all") else pl.from_arrow(data.read_all()).lazy()  # type: ignore[union-attr]

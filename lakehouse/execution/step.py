@@ -163,6 +163,7 @@ def run_step(step: Step) -> StepResult:
                     inp.predicate,
                     dataset=_dataset_factory(in_fmt, inp.ref),
                     arrow=None,
+                    table=_native_factory(in_fmt, inp.ref),
                 )
                 kwargs[inp.param] = engine.prepare(source, inp.annotation)
             if spec.context_param:
@@ -219,6 +220,18 @@ def _failed(step: Step, exc: BaseException, started: float, t0: float, start: in
 def _dataset_factory(fmt: Any, ref: TableRef) -> Any:
     def make() -> Any:
         return fmt.dataset(ref)
+
+    return make
+
+
+def _native_factory(fmt: Any, ref: TableRef) -> Any:
+    """The format's own table object for lazy engine scans (Iceberg), or ``None``."""
+    native = getattr(fmt, "native", None)
+    if native is None:
+        return None
+
+    def make() -> Any:
+        return native(ref)
 
     return make
 
