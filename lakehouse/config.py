@@ -1,10 +1,28 @@
-"""Settings: keyword arguments, then ``LAKEHOUSE_*`` environment variables, then
-``[tool.lakehouse]`` in ``pyproject.toml`` or a ``lakehouse.toml``, found from the working
-directory upwards. Nothing is read at import time.
+"""Settings: where a lakehouse lives and how it runs.
+
+Every setting comes from the first of these sources that sets it (highest first):
+
+1. keyword arguments (``lh.Lakehouse("./lake", format="iceberg")``, ``Settings.resolve(...)``);
+2. ``LAKEHOUSE_*`` environment variables (``LAKEHOUSE_WAREHOUSE=s3://bucket/lake``);
+3. a ``lakehouse.toml`` file, or the ``[tool.lakehouse]`` table of a ``pyproject.toml``,
+   whichever is found first from the working directory upwards (in one folder,
+   ``lakehouse.toml`` wins);
+4. the defaults below.
+
+Nothing is read at import time: :meth:`Settings.resolve` reads the environment and the
+files when it is called (``lh.Lakehouse(...)`` calls it). A wrong value raises
+:class:`~lakehouse.errors.ConfigError` naming the source and the key.
 
 >>> s = Settings.resolve(warehouse="./lake", env={}, search_from=None)
 >>> s.format, s.engine, s.executor
 ('delta', 'polars', 'serial')
+>>> Settings.resolve(env={"LAKEHOUSE_FORMAT": "iceberg"}, search_from=None).format
+'iceberg'
+>>> Settings.resolve(env={"LAKEHOUSE_MAX_WORKERS": "many"}, search_from=None)
+Traceback (most recent call last):
+...
+lakehouse.errors.ConfigError: max_workers='many' from environment variable LAKEHOUSE_MAX_WORKERS is not an integer
+  hint: e.g. 4
 """
 
 from __future__ import annotations
@@ -24,20 +42,36 @@ _CHOICES = {
     "executor": ("serial", "threads", "dask"),
 }
 
+#: Other spellings accepted for a setting, in every source.
+ALIASES = {"concurrency": "max_workers", "catalog_url": "catalog"}
+
+#: Settings holding a local path: relative values from a file are relative to that file.
+_PATH_KEYS = ("warehouse", "local_dir")
+
 
 @dataclass(frozen=True)
 class Settings:
-    """Where the lakehouse lives and how it runs.
+    """Where the lakehouse lives and how it runs (frozen).
+
+    Build one with :meth:`resolve` to read the environment and project files too;
+    ``Settings(...)`` itself uses only its arguments and the defaults.
 
     Attributes:
         warehouse: local path or URI (``file://``, ``s3://bucket/prefix`` ...).
-        catalog: SQLAlchemy URL of the catalog (default: a SQLite file, see ``catalog_url``).
+        catalog: SQLAlchemy URL of the catalog (default: a SQLite file, see
+            :attr:`catalog_url`); ``catalog_url`` is accepted as a key too.
         format: default table format of assets that do not set one.
         engine: default engine of assets that do not set one (informational).
         storage_options: credentials/endpoint for object storage (never printed).
         executor: ``serial``, ``threads`` or ``dask``.
-        max_workers: parallelism for ``threads``.
+        max_workers: parallelism for ``threads`` (``concurrency`` is accepted as a key).
         local_dir: where local state (SQLite catalog for a remote warehouse) lives.
+        iceberg_catalog: pyiceberg catalog properties (default: a SQL catalog in the
+            lakehouse's own catalog database).
+        progress: show progress bars (default: on a terminal or in Jupyter, for runs
+            longer than about a second).
+        project: the module (``pkg.assets``) or ``.py`` file defining the assets; the
+            ``lakehouse`` command line uses it when ``--project`` is not given.
     """
 
     warehouse: str = "./lake"
@@ -50,6 +84,19 @@ class Settings:
     local_dir: str | None = None
     iceberg_catalog: Mapping[str, str] = field(default_factory=dict, repr=False)
     progress: bool | None = None
+    project: str | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            checked = _coerce(f.name, value, "Settings(...)")
+            if checked is not value and checked != value:
+                object.__setattr__(self, f.name, checked)
+
+    @property
+    def concurrency(self) -> int | None:
+        """Alias of :attr:`max_workers`."""
+        return self.max_workers
 
     @property
     def is_local(self) -> bool:
@@ -90,34 +137,48 @@ class Settings:
     ) -> Settings:
         """Settings from keyword arguments, environment and project files (highest first).
 
+        Args:
+            env: the environment to read (default: ``os.environ``); ``{}`` reads none.
+            search_from: the folder where the search for ``lakehouse.toml`` /
+                ``pyproject.toml`` starts (default: the working directory); ``None``
+                reads no file.
+            **kwargs: settings; ``None`` values are ignored (they do not override).
+
         Raises:
             ConfigError: for an unknown key or a wrong value, naming its source.
         """
         names = {f.name for f in fields(cls)}
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
-        file_values, file_name = _file_settings(search_from) if search_from is not None else ({}, "")
-        for key, value in file_values.items():
-            if key not in names:
-                raise ConfigError(f"unknown setting {key!r} in {file_name}", hint=f"valid keys: {sorted(names)}")
+        if search_from is not None:
+            file_values, file_path, file_label = _file_settings(search_from)
+        else:
+            file_values, file_path, file_label = {}, None, ""
+        for raw_key, value in file_values.items():
+            key = _canonical(raw_key, names, file_label)
+            if key in _PATH_KEYS and file_path is not None and isinstance(value, str):
+                value = _relative_to(value, file_path.parent)
             values[key] = value
-            sources[key] = file_name
+            sources[key] = f"{file_label}, key {raw_key!r}"
         environ = os.environ if env is None else env
-        for name in names:
+        for name in sorted(names | set(ALIASES)):
             var = f"LAKEHOUSE_{name.upper()}"
             if var in environ:
-                values[name] = environ[var]
-                sources[name] = f"environment variable {var}"
-        for key, value in kwargs.items():
-            if key not in names:
-                raise ConfigError(f"unknown setting {key!r}", hint=f"valid keys: {sorted(names)}")
+                key = ALIASES.get(name, name)
+                values[key] = environ[var]
+                sources[key] = f"environment variable {var}"
+        for raw_key, value in kwargs.items():
+            key = _canonical(raw_key, names, "keyword arguments")
             if value is not None:
                 values[key] = value
-                sources[key] = "keyword argument"
+                sources[key] = f"keyword argument {raw_key}="
         return cls(**{k: _coerce(k, v, sources[k]) for k, v in values.items()})
 
     def replace(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
+        """A copy with ``changes`` applied (validated like keyword arguments)."""
+        names = {f.name for f in fields(self)}
+        clean = {_canonical(k, names, "replace()"): v for k, v in changes.items()}
+        return replace(self, **{k: _coerce(k, v, f"replace({k}=...)") for k, v in clean.items()})
 
     def __repr__(self) -> str:
         return (
@@ -126,7 +187,30 @@ class Settings:
         )
 
 
+def _canonical(key: str, names: set[str], source: str) -> str:
+    key = ALIASES.get(key, key)
+    if key not in names:
+        raise ConfigError(
+            f"unknown setting {key!r} in {source}",
+            hint=f"valid keys: {', '.join(sorted(names | set(ALIASES)))}",
+        )
+    return key
+
+
+def _relative_to(value: str, folder: Path) -> str:
+    if "://" in value and not value.startswith("file://"):
+        return value
+    raw = value[len("file://"):] if value.startswith("file://") else value
+    path = Path(raw).expanduser()
+    return str(path if path.is_absolute() else (folder / path).resolve())
+
+
 def _mask(url: str) -> str:
+    """``url`` with its password replaced by ``***``.
+
+    >>> _mask("postgresql+psycopg://me:secret@db:5432/lake")
+    'postgresql+psycopg://me:***@db:5432/lake'
+    """
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)
@@ -143,11 +227,15 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             )
         return value
     if key == "max_workers":
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"max_workers={value!r} from {source} is not an integer", hint="e.g. 4")
         try:
-            n = int(value) if value is not None else None
-        except (TypeError, ValueError):
+            n = int(value)
+        except ValueError:
             raise ConfigError(f"max_workers={value!r} from {source} is not an integer", hint="e.g. 4") from None
-        if n is not None and n < 1:
+        if n < 1:
             raise ConfigError(f"max_workers={value!r} from {source} must be >= 1", hint="e.g. 4")
         return n
     if key in ("storage_options", "iceberg_catalog"):
@@ -160,27 +248,33 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             raise ConfigError(f"{key} from {source} must be a mapping", hint='e.g. {"AWS_REGION": "eu-west-1"}')
         return {str(k): str(v) for k, v in value.items()}
     if key == "progress":
+        if value is None or isinstance(value, bool):
+            return value
         if isinstance(value, str):
-            low = value.lower()
-            if low not in ("1", "0", "true", "false", "yes", "no"):
-                raise ConfigError(f"progress={value!r} from {source} is not a boolean", hint="true or false")
-            return low in ("1", "true", "yes")
-        return bool(value) if value is not None else None
-    if key in ("warehouse", "catalog", "local_dir"):
-        if not isinstance(value, (str, os.PathLike)):
-            raise ConfigError(f"{key}={value!r} from {source} must be a string", hint="a path or URL")
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+        raise ConfigError(f"progress={value!r} from {source} is not a boolean", hint="true or false")
+    if key in ("warehouse", "catalog", "local_dir", "project"):
+        if value is None and key != "warehouse":
+            return None
+        if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+            raise ConfigError(f"{key}={value!r} from {source} must be a non-empty string", hint="a path or URL")
         return str(value)
     return value
 
 
-def _file_settings(start: str | Path) -> tuple[dict[str, Any], str]:
+def _file_settings(start: str | Path) -> tuple[dict[str, Any], Path | None, str]:
+    """The settings table of the nearest ``lakehouse.toml`` / ``pyproject.toml`` upwards."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         try:
             import tomli as tomllib  # type: ignore[no-redef]
         except ModuleNotFoundError:
-            return {}, ""
+            return {}, None, ""
     here = Path(start).resolve()
     for folder in (here, *here.parents):
         for name in ("lakehouse.toml", "pyproject.toml"):
@@ -195,6 +289,11 @@ def _file_settings(start: str | Path) -> tuple[dict[str, Any], str]:
                 section = data.get("tool", {}).get("lakehouse")
                 if section is None:
                     continue
-                return dict(section), f"{path} [tool.lakehouse]"
-            return dict(data.get("lakehouse", data)), str(path)
-    return {}, ""
+                label = f"{path} [tool.lakehouse]"
+            else:
+                section = data.get("lakehouse", data)
+                label = str(path)
+            if not isinstance(section, dict):
+                raise ConfigError(f"{label} is not a table of settings", hint='e.g. warehouse = "./lake"')
+            return dict(section), path, label
+    return {}, None, ""
