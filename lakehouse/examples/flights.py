@@ -9,7 +9,8 @@ read offline from the CSV files it ships. The assets:
 * ``flights_enriched`` - joined with airline names, plane models, destination airports
   and the weather at the origin in the hour of departure;
 * ``daily_delays`` - delay statistics per day and origin airport (daily partitions);
-* ``monthly_delays`` - the same per month (monthly partitions, reading daily ones);
+* ``monthly_delays`` - the same per month (monthly partitions reading daily ones), kept
+  as an Apache Iceberg table;
 * ``carrier_ranking`` - a DuckDB SQL asset: airlines ranked by mean arrival delay;
 * ``busiest_routes`` - a DuckDB SQL asset over the enriched flights.
 
@@ -191,7 +192,7 @@ def daily_delays(flights: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-@lh.asset(partitions=MONTHS, partition_column="month")
+@lh.asset(partitions=MONTHS, partition_column="month", format="iceberg")
 def monthly_delays(daily_delays: pl.LazyFrame) -> pl.LazyFrame:
     """Per month and origin, weighted by the number of flights of each day."""
     import polars as pl
@@ -235,8 +236,8 @@ def busiest_routes(flights_enriched):  # type: ignore[no-untyped-def]
     """
 
 
-# TODO(iceberg, checks): once Iceberg tables and checks land, make one aggregate
-# format="iceberg" and give raw_flights/flights checks (non-null keys, delay ranges).
+# TODO(checks): once data-quality checks land, give raw_flights/flights checks (non-null
+# keys, delays within a plausible range).
 
 ASSET_NAMES = (
     "raw_flights", "airlines", "airports", "planes", "weather", "flights", "flights_enriched",
