@@ -30,6 +30,7 @@ from .errors import (
     UnknownAssetError,
 )
 from .partitions import daily, hourly, monthly, multi, static, upstream, weekly
+from .checks import CheckResult, accepted_values, check, expect, not_null, row_count, unique
 
 __version__ = "0.1.0"
 
@@ -66,3 +67,4 @@ __all__ = [
     "StorageError", "TableInfo", "UnknownAssetError", "WriteMode", "__version__", "asset", "daily", "hourly",
     "merge", "monthly", "multi", "static", "upstream", "weekly",
 ]
+    "CheckResult", "accepted_values", "check", "expect", "not_null", "row_count", "unique",

@@ -135,7 +135,7 @@ class Lakehouse:
         self._explicit = None if assets is None else collect(assets)
         self._graph_cache: tuple[tuple[int, ...], AssetGraph] | None = None
         self._catalog: SqlCatalog | None = None
-        self._extensions: list[Any] = []
+        self._extensions: list[Any] = [_check_failed]
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -253,6 +253,10 @@ class Lakehouse:
 
         graph = self.graph
         keys = graph.select(select)
+        if self._explicit is None:
+            from .checks import validate_targets
+
+            validate_targets(graph.specs)
         self._recover()
         state = self.catalog.state()
         cvs = self.code_versions()
@@ -389,6 +393,17 @@ class Lakehouse:
 
         return provenance_frame(self, self._spec(name).key, None if version is None else str(version), depth)
 
+    def checks(self, name: str | None = None) -> pl.DataFrame:
+        """The history of data-quality checks of an asset (or of all), newest first.
+
+        Returns:
+            ``run_id, asset, partitions, check, severity, passed, failing_rows, detail,
+            sample, checked_at``: one row per check per partition range per run.
+        """
+        from .execution.audit import checks_frame
+
+        return checks_frame(self, None if name is None else self._spec(name).key)
+
     def history(self, name: str) -> pl.DataFrame:
         """Every materialization of an asset, newest first."""
         from .views import history_frame
@@ -412,6 +427,13 @@ class Lakehouse:
         from .views import lakehouse_html
 
         return lakehouse_html(self)
+
+
+def _check_failed(lake: Lakehouse, state: Any) -> Any:
+    """Staleness hook: partitions whose last run failed a blocking check."""
+    from .execution.audit import check_failed_reasons
+
+    return check_failed_reasons(lake, state)
 
 
 def _mask(url: str) -> str:

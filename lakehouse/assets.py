@@ -220,12 +220,10 @@ def _where(fn: Callable[..., Any]) -> str:
     return f"{code.co_filename}:{code.co_firstlineno}"
 
 
-def _normalize_checks(checks: Any) -> tuple[Any, ...]:
-    if checks is None:
-        return ()
-    if isinstance(checks, (list, tuple)):
-        return tuple(checks)
-    return (checks,)
+def _normalize_checks(checks: Any, label: str) -> tuple[Any, ...]:
+    from .checks import normalize
+
+    return normalize(checks, label)
 
 
 def _parse_age(value: str | float | int | None, name: str) -> float | None:
@@ -431,7 +429,7 @@ def build_spec(
         tags=dict(tags or {}),
         partitions=partitions,
         partition_column=pcols,
-        checks=_normalize_checks(checks),
+        checks=_normalize_checks(checks, label),
         max_partitions_per_run=max_partitions_per_run,
         max_age=_parse_age(max_age, label),
         retries=retries,

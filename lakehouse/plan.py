@@ -33,6 +33,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 UNIT = RangeSet.of(0, 1)
 
+#: Extra reasons reported before the built-in ones (the last run failed a check).
+LEADING_REASONS = ("check_failed",)
+
 REASONS = (
     "never_materialized",
     "partition_missing",
@@ -178,6 +181,10 @@ def staleness(
                 entries.append((rs, reason, cause))
                 assigned = assigned | rs
 
+        # a failed blocking check is the most useful thing to say about a partition
+        for rs, reason, cause in (extra or {}).get(key, ()):
+            if reason in LEADING_REASONS:
+                add(rs, reason, cause)
         materialized = RangeSet([(r.start, r.end) for r in rows])
         add(uni - materialized, "partition_missing" if (rows and spec.partitions) else "never_materialized", None)
         cv = code_versions.get(key)
@@ -195,7 +202,8 @@ def staleness(
                     hit = map_down(graph, up, key, newer, _now_dt(now)) & RangeSet.of(r.start, r.end)
                     add(hit, "upstream_changed", up)
         for rs, reason, cause in (extra or {}).get(key, ()):
-            add(rs, reason, cause)
+            if reason not in LEADING_REASONS:
+                add(rs, reason, cause)
         for up in graph.parents[key]:
             up_stale = stale_union.get(up)
             if up_stale:

@@ -103,6 +103,9 @@ checks_table = sa.Table(
     sa.Column("failing_rows", sa.BigInteger),
     sa.Column("detail", sa.Text),
     sa.Column("checked_at", sa.Float, nullable=False),
+    sa.Column("pstart", sa.BigInteger),  # the partition range checked ([0, 1) when unpartitioned)
+    sa.Column("pend", sa.BigInteger),
+    sa.Column("sample", sa.Text),  # JSON list of a few failing rows
 )
 
 observations_table = sa.Table(
@@ -303,10 +306,18 @@ class SqlCatalog(Catalog):
 
     def rows(self, table: str, **where: Any) -> list[dict[str, Any]]:
         """All rows of one of the extra tables (``checks``, ``observations`` ...)."""
-        t = EXTRA_TABLES.get(table) or metadata.tables[f"lh_{table}"]
+        t = EXTRA_TABLES[table] if table in EXTRA_TABLES else metadata.tables[f"lh_{table}"]
         query = sa.select(t)
         for col, value in where.items():
             query = query.where(t.c[col] == value)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def failed_checks(self) -> list[dict[str, Any]]:
+        """Failed blocking checks (``severity='error'``), for the ``check_failed`` reason."""
+        t = checks_table
+        query = sa.select(t.c.asset, t.c.check_name, t.c.failing_rows, t.c.pstart, t.c.pend, t.c.checked_at).where(
+            t.c.passed == sa.false(), t.c.severity == "error")
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 

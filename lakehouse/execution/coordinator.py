@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..catalog import InputVersion, MaterializationRecord, StateRow
 from ..partitions import RangeSet, predicate
+from ..checks import checks_of
 from ..plan import UNIT, Plan, map_up
 from .result import RunResult
 from .local import SerialExecutor, Task, ThreadExecutor, schedule
@@ -118,7 +119,7 @@ def run_plan(
         known = current.get(task.asset)
         target = lake.table_ref(spec, known[0] if known else None)
         return Step(step_id, run_id, spec, task.ranges, target, tuple(inputs),
-                    code_versions[task.asset], task.reason, text, deps)
+                    code_versions[task.asset], task.reason, text, deps, checks=checks_of(spec))
 
     def submit(task: Task) -> Future[StepResult]:
         step = make_step(task)

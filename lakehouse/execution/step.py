@@ -71,6 +71,7 @@ class Step:
     reason: str
     partitions_text: str | None = None
     deps: tuple[InputVersion, ...] = ()
+    checks: tuple[Any, ...] = ()  # the asset's checks (lakehouse.checks.Check), run before the commit
 
     @property
     def asset(self) -> str:
@@ -172,29 +173,34 @@ def run_step(step: Step) -> StepResult:
             # column-lineage hook: analyse `value` (LazyFrame plan / relation SQL) here
             data = to_arrow(value, step.asset)
             write_predicate = None
+            pred = None
             if spec.partitions is not None:
                 from ..partitions import predicate, predicate_sql
 
                 pred = predicate(spec.partitions, rng, spec.partition_column)
                 data = _validated(data, pred, step)
                 write_predicate = predicate_sql(pred)
-            # checks hook: audit the data about to be published (write-audit-publish)
-            fault("before_write", step.asset)
-            result = fmt.write(
-                step.table,
-                data,
-                mode=spec.write,
-                predicate=write_predicate,
-                partition_by=list(spec.partition_column),
-                schema_mode=spec.schema,
-                provenance=provenance(step),
-            )
-            fault("after_commit", step.asset)
+            # checks hook: write-audit-publish (stage, run the checks, ONE commit if they pass)
+            from .publish import write_audit_publish
+
+            done = write_audit_publish(step, fmt, data, predicate=write_predicate, where=pred, ctx=ctx,
+                                       provenance=provenance(step), started=started, t0=t0, fault=fault)
         finally:
             engine.close()
+        checks = tuple(o.row(start, end) for o in done.outcomes)
+        result = done.result
+        if result is None:
+            from .audit import blocking_error
+
+            err = blocking_error(done.outcomes, step.asset, step.partitions_text)
+            return StepResult(
+                step.step_id, step.asset, start, end, "check_failed", started, time.perf_counter() - t0,
+                rows=done.rows, error=str(err), error_type="CheckFailedError", worker=worker, checks=checks,
+            )
         return StepResult(
-            step.step_id, step.asset, start, end, "materialized", started, time.perf_counter() - t0,
+            step.step_id, step.asset, start, end, "materialized", started, done.seconds,
             version=result.version, seq=result.seq, rows=result.rows, schema_fp=result.schema_fp, worker=worker,
+            checks=checks,
         )
     except Exception as exc:  # noqa: BLE001 - a step reports, the coordinator decides
         return _failed(step, exc, started, t0, start, end, worker)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import SchemaError
@@ -33,6 +33,34 @@ class WriteResult:
     rows: int
     schema_fp: str
     bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Staged:
+    """Output written where readers cannot see it, waiting for its audit (write-audit-publish).
+
+    A format that can stage implements ``stage(ref, data, *, mode, predicate, where,
+    partition_by, schema_mode, stage_id) -> Staged``, ``publish(staged, provenance) ->
+    WriteResult`` (ONE atomic commit), ``discard(staged)`` and ``clean_stages(ref, keep)``
+    (remove stages of dead runs). Formats without ``stage`` are audited in memory before
+    their ``write``; their ``write`` may accept ``before_commit=`` (called after the data
+    files are written and before the commit).
+
+    Attributes:
+        ref: the target table.
+        data: a readable reference to the staged data (a Delta stage table).
+        stage_id: the id of the stage (the step id).
+        rows: rows staged.
+        schema_fp: fingerprint of the staged schema.
+        token: format-private details.
+    """
+
+    ref: TableRef
+    data: TableRef
+    stage_id: str
+    rows: int
+    schema_fp: str
+    token: Mapping[str, Any] = field(default_factory=dict)
 
 
 class TableFormat(Protocol):

@@ -171,6 +171,28 @@ class DeltaFormat:
 def _arrow_schema(dt: Any) -> pa.Schema:
     import pyarrow as pa
 
+    # -- write-audit-publish (see delta_wap.py) -------------------------------------------
+
+    def stage(self, ref: TableRef, data: pa.Table | pa.RecordBatchReader, **kwargs: Any) -> Any:
+        from .delta_wap import stage
+
+        return stage(self, ref, data, **kwargs)
+
+    def publish(self, staged: Any, provenance: Mapping[str, str]) -> WriteResult:
+        from .delta_wap import publish
+
+        return publish(self, staged, provenance)
+
+    def discard(self, staged: Any) -> None:
+        from .delta_wap import discard
+
+        discard(self, staged)
+
+    def clean_stages(self, ref: TableRef, keep: Any) -> list[str]:
+        from .delta_wap import clean_stages
+
+        return clean_stages(self, ref, keep)
+
     return pa.schema(dt.schema().to_arrow())
 
 
