@@ -313,4 +313,6 @@ def test_any_sequence_of_runs_matches_an_in_memory_model(tmp_path_factory, ops) 
                     model[d] = step * 100
         got = {d: v for d, v in lake.read("ev").select("day", "value").iter_rows()}
         assert got == model
-        assert lake.status("ev")["count"].sum() == len(model)
+        st_ = lake.status("ev")
+        assert st_.filter(~pl.col("stale"))["count"].sum() == len(model)
+        assert st_.filter(pl.col("reason") == "partition_missing")["count"].sum() == 10 - len(model)
