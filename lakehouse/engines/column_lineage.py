@@ -1,0 +1,952 @@
+"""Column-level lineage of what an asset function returned (layer 2).
+
+Two analysers map every output column to the upstream ``asset.column`` it came from:
+
+* **Polars**: the resolved query plan of the returned ``LazyFrame`` (or of the last
+  ``LazyFrame.collect()`` whose result the function returned). The plan is reached
+  through Polars' internal node traverser: ``collect(post_opt_callback=...)`` hands the
+  resolved, *unoptimized* plan to a callback that walks it and raises before anything
+  executes. That traverser is internal API, so the analyser runs only on the Polars
+  versions in :data:`SUPPORTED_POLARS` with a known plan-format version, and answers
+  ``unknown`` on any surprise.
+* **DuckDB**: the SQL of the returned relation, qualified with ``sqlglot`` against the
+  input views' schemas, then ``sqlglot.lineage`` per output column; columns of
+  ``WHERE``/``JOIN``/``HAVING``/``QUALIFY`` (and ``ORDER BY`` under ``LIMIT``) are
+  collected separately as filter/join keys.
+
+Each edge has a kind:
+
+``identity``
+    the value is copied unchanged (a rename keeps it ``identity``).
+``transformed``
+    computed row by row from the source (arithmetic, casts, string functions, ``when``).
+``aggregated``
+    computed over many rows: aggregations, window functions (including their partition
+    and order columns), cumulative and rolling functions.
+``filter/join key``
+    the source decides *which rows* appear (filter predicates, join keys, ``unique``
+    subsets, sort keys under a limit). These edges have ``column=None``: they apply to
+    the whole output.
+``unknown``
+    the plan could not be analysed (Python UDFs, opaque ``map_batches``, an input that
+    is not an upstream table, an unsupported Polars version): never guessed.
+
+Nothing here imports a table format or the catalog: the execution layer passes the
+input tables as :class:`SourceTable` values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+IDENTITY = "identity"
+TRANSFORMED = "transformed"
+AGGREGATED = "aggregated"
+FILTER = "filter/join key"
+UNKNOWN = "unknown"
+#: Every kind, in the order of increasing distance from the source value.
+KINDS = (IDENTITY, TRANSFORMED, AGGREGATED, FILTER, UNKNOWN)
+_RANK = {IDENTITY: 0, TRANSFORMED: 1, AGGREGATED: 2}
+
+#: Polars versions whose internal plan traverser the analyser is written against
+#: (``[low, high)``), and the plan-format versions (major) they report.
+SUPPORTED_POLARS = ((2, 0), (2, 2))
+SUPPORTED_IR_MAJOR = frozenset({16})
+
+
+# ---------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class ColumnEdge:
+    """One source of one output column.
+
+    ``column`` is ``None`` for a filter/join key (it decides which rows exist);
+    ``source_asset``/``source_column`` are ``None`` for an ``unknown`` edge.
+    """
+
+    column: str | None
+    source_asset: str | None
+    source_column: str | None
+    kind: str
+
+
+@dataclass(frozen=True)
+class ColumnLineage:
+    """The column lineage of one asset's code version."""
+
+    edges: tuple[ColumnEdge, ...]
+    analyser: str
+    note: str | None = None
+
+    def to_json(self) -> str:
+        """Compact JSON as the catalog stores it."""
+        return json.dumps(
+            {"analyser": self.analyser, "note": self.note,
+             "edges": [[e.column, e.source_asset, e.source_column, e.kind] for e in self.edges]},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> ColumnLineage | None:
+        if not text:
+            return None
+        data = json.loads(text)
+        edges = tuple(ColumnEdge(*row) for row in data.get("edges", []))
+        return cls(edges, data.get("analyser", ""), data.get("note"))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """``column, source_asset, source_column, kind`` dicts."""
+        return [{"column": e.column, "source_asset": e.source_asset, "source_column": e.source_column,
+                 "kind": e.kind} for e in self.edges]
+
+    @property
+    def columns(self) -> list[str]:
+        """Output columns with at least one edge, in order."""
+        seen: dict[str, None] = {}
+        for e in self.edges:
+            if e.column is not None:
+                seen.setdefault(e.column, None)
+        return list(seen)
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """One input table of a step, as the analysers see it.
+
+    Attributes:
+        asset: the upstream asset key.
+        uri: the table's root URI: data files below it belong to this asset.
+        name: the name the input has inside the function (parameter / DuckDB view).
+        token: the value of the :func:`mark` put on the input's LazyFrame.
+        schema: ``{column: type text}`` (used for SQL analysis).
+    """
+
+    asset: str
+    uri: str
+    name: str | None = None
+    token: str | None = None
+    schema: Mapping[str, str] = field(default_factory=dict)
+
+
+#: Name of the marker column :func:`mark` adds and drops again.
+MARK = "__lakehouse_source__"
+
+
+def mark(lf: Any, token: str) -> Any:
+    """``lf`` with a marker naming its table in the unoptimized plan.
+
+    The marker is a literal column added and dropped again: the optimizer removes it,
+    so execution is unchanged, while the analyser finds the input behind it even when
+    the scan itself cannot be inspected (Python dataset scans such as pyiceberg's).
+    """
+    import polars as pl
+
+    return lf.with_columns(pl.lit(token).alias(MARK)).drop(MARK)
+
+
+def unknown_lineage(columns: Sequence[str], analyser: str, note: str) -> ColumnLineage:
+    """Every column ``unknown``, with the reason."""
+    return ColumnLineage(tuple(ColumnEdge(c, None, None, UNKNOWN) for c in columns), analyser, note)
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def analyse(value: Any, sources: Sequence[SourceTable], *, captured: Sequence[Any] = (),
+            con: Any = None) -> ColumnLineage:
+    """The column lineage of ``value``, a step's return value. Never raises.
+
+    Args:
+        value: what the asset function returned.
+        sources: the step's input tables.
+        captured: ``(LazyFrame, DataFrame)`` pairs recorded by :func:`capture_collects`
+            while the function ran (finds the plan behind an eager result).
+        con: the DuckDB connection of a DuckDB step (for views' schemas).
+    """
+    try:
+        return _analyse(value, sources, captured, con)
+    except Exception as exc:  # noqa: BLE001 - lineage never fails a step
+        return unknown_lineage(_columns_of(value), "none", f"analysis failed: {type(exc).__name__}: {exc}")
+
+
+def _analyse(value: Any, sources: Sequence[SourceTable], captured: Sequence[Any], con: Any) -> ColumnLineage:
+    mod = type(value).__module__.split(".")[0]
+    if mod == "polars":
+        import polars as pl
+
+        if isinstance(value, pl.LazyFrame):
+            return polars_lineage(value, sources)
+        if isinstance(value, pl.DataFrame):
+            for lf, df in reversed(list(captured)):
+                if df is value:
+                    return polars_lineage(lf, sources)
+            return unknown_lineage(value.columns, "polars-plan",
+                                   "an eager DataFrame built without LazyFrame.collect(): no plan to analyse")
+    if mod == "duckdb" and hasattr(value, "sql_query"):
+        return relation_lineage(value, sources, con)
+    return unknown_lineage(_columns_of(value), "none", f"cannot analyse a {type(value).__qualname__} result")
+
+
+def _columns_of(value: Any) -> list[str]:
+    try:
+        if hasattr(value, "collect_schema"):
+            return list(value.collect_schema().names())
+        if hasattr(value, "column_names"):
+            return [str(c) for c in value.column_names]
+        if hasattr(value, "columns"):
+            return [str(c) for c in value.columns]
+        if hasattr(value, "schema") and hasattr(value.schema, "names"):
+            return list(value.schema.names)
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+    return []
+
+
+# ---------------------------------------------------------- capture of collect()
+
+
+_capture_lock = threading.Lock()
+_capture_state: dict[str, Any] = {"count": 0, "original": None}
+_capture_local = threading.local()
+
+
+@contextlib.contextmanager
+def capture_collects() -> Iterator[list[tuple[Any, Any]]]:
+    """Record ``(LazyFrame, DataFrame)`` for every ``LazyFrame.collect()`` on this thread.
+
+    Used while an asset function runs, so an eager result can be traced to the plan
+    that produced it. Other threads are not recorded; the patch is removed when the
+    last capturing thread leaves.
+    """
+    import polars as pl
+
+    records: list[tuple[Any, Any]] = []
+    with _capture_lock:
+        if _capture_state["count"] == 0:
+            original = pl.LazyFrame.collect
+            _capture_state["original"] = original
+
+            def collect(self: Any, *args: Any, **kwargs: Any) -> Any:
+                result = original(self, *args, **kwargs)
+                sink = getattr(_capture_local, "records", None)
+                if sink is not None and isinstance(result, pl.DataFrame):
+                    sink.append((self, result))
+                return result
+
+            collect.__wrapped__ = original  # type: ignore[attr-defined]
+            collect.__doc__ = original.__doc__
+            pl.LazyFrame.collect = collect  # type: ignore[method-assign]
+        _capture_state["count"] += 1
+    previous = getattr(_capture_local, "records", None)
+    _capture_local.records = records
+    try:
+        yield records
+    finally:
+        _capture_local.records = previous
+        with _capture_lock:
+            _capture_state["count"] -= 1
+            if _capture_state["count"] == 0:
+                pl.LazyFrame.collect = _capture_state["original"]  # type: ignore[method-assign]
+                _capture_state["original"] = None
+
+
+# ------------------------------------------------------------------- Polars plans
+
+
+class _Unsupported(Exception):
+    """The plan (or an expression) uses something the analyser does not understand."""
+
+
+SrcCol = tuple[str | None, str | None]
+_UNKNOWN_SRC: SrcCol = (None, None)
+
+
+@dataclass
+class _Frame:
+    """Lineage of every column of one plan node, plus its filter/join keys."""
+
+    cols: dict[str, dict[SrcCol, str]]
+    indirect: dict[SrcCol, None] = field(default_factory=dict)
+
+    def unknown(self, name: str) -> dict[SrcCol, str]:
+        return self.cols.get(name, {_UNKNOWN_SRC: UNKNOWN})
+
+
+def _combine(level: str, kind: str) -> str:
+    if kind == UNKNOWN or level == UNKNOWN:
+        return UNKNOWN
+    return level if _RANK[level] >= _RANK[kind] else kind
+
+
+def polars_version_supported(version: str | None = None) -> bool:
+    """Whether the installed Polars is in :data:`SUPPORTED_POLARS`."""
+    import polars as pl
+
+    text = version or pl.__version__
+    try:
+        parts = tuple(int(p) for p in text.split(".")[:2])
+    except ValueError:
+        return False
+    low, high = SUPPORTED_POLARS
+    return low <= parts < high
+
+
+def polars_lineage(lf: Any, sources: Sequence[SourceTable]) -> ColumnLineage:
+    """Column lineage of a Polars ``LazyFrame``; ``unknown`` columns when it cannot be analysed."""
+    import polars as pl
+
+    try:
+        names = list(lf.collect_schema().names())
+    except Exception as exc:  # noqa: BLE001 - a plan that does not resolve
+        return unknown_lineage([], "polars-plan", f"the plan does not resolve: {exc}")
+    if not polars_version_supported():
+        return unknown_lineage(names, "polars-plan",
+                               f"polars {pl.__version__} is outside the range the plan analyser supports "
+                               f"({_range_text()})")
+    box: dict[str, Any] = {}
+
+    class _Done(Exception):
+        pass
+
+    def callback(nt: Any, *_: Any) -> None:
+        try:
+            version = tuple(nt.version())
+            if not version or version[0] not in SUPPORTED_IR_MAJOR:
+                box["error"] = f"polars plan format {version} is not supported"
+            else:
+                box["frame"] = _PlanWalker(nt, sources).node()
+        except Exception as exc:  # noqa: BLE001 - recorded, reported as unknown
+            box["error"] = f"{type(exc).__name__}: {exc}"
+        box["called"] = True
+        raise _Done
+
+    try:
+        lf.collect(optimizations=pl.QueryOptFlags.none(), post_opt_callback=callback)
+    except Exception as exc:  # noqa: BLE001 - the callback always raises to stop execution
+        if not box.get("called"):
+            return unknown_lineage(names, "polars-plan", f"the plan could not be inspected: {exc}")
+    if not box.get("called"):  # pragma: no cover - the callback did not run but the query did
+        return unknown_lineage(names, "polars-plan", "the plan traverser was not called")
+    frame: _Frame | None = box.get("frame")
+    if frame is None:
+        return unknown_lineage(names, "polars-plan", box.get("error") or "unsupported plan")
+    return _to_lineage(frame, names, "polars-plan")
+
+
+def _range_text() -> str:
+    (a, b), (c, d) = SUPPORTED_POLARS
+    return f">={a}.{b},<{c}.{d}"
+
+
+def _to_lineage(frame: _Frame, names: Sequence[str], analyser: str) -> ColumnLineage:
+    edges: list[ColumnEdge] = []
+    notes = []
+    for name in names:
+        srcs = frame.unknown(name)
+        for (asset, col), kind in sorted(srcs.items(), key=lambda kv: (kv[0][0] or "~", kv[0][1] or "")):
+            if kind == UNKNOWN or asset is None:
+                edges.append(ColumnEdge(name, None, None, UNKNOWN))
+                notes.append(name)
+            else:
+                edges.append(ColumnEdge(name, asset, col, kind))
+    for asset, col in frame.indirect:
+        if asset is not None:
+            edges.append(ColumnEdge(None, asset, col, FILTER))
+    unique = tuple(dict.fromkeys(edges))
+    note = f"unknown columns: {', '.join(dict.fromkeys(notes))}" if notes else None
+    return ColumnLineage(unique, analyser, note)
+
+
+_AGG_FUNCTIONS = frozenset({
+    "cum_sum", "cum_prod", "cum_min", "cum_max", "cum_count", "cum_reduce", "cum_fold", "cumulative_eval",
+    "shift", "shift_and_fill", "diff", "pct_change", "rank", "interpolate", "interpolate_by", "fill_null_with_strategy",
+    "forward_fill", "backward_fill", "mode", "unique_counts", "value_counts", "entropy", "peak_min", "peak_max",
+    "arg_unique", "rle", "rle_id", "reinterpret", "cum_count_by", "ewm_mean", "ewm_std", "ewm_var",
+    "ewm_mean_by", "rolling_map", "hist", "approx_n_unique", "arg_where", "search_sorted", "top_k", "bottom_k",
+})
+_AGG_ENUMS = frozenset({"RollingFunction", "RollingFunctionBy", "EwmFunction"})
+_AGG_BOOLEAN = frozenset({"IsDuplicated", "IsUnique", "IsFirstDistinct", "IsLastDistinct", "IsSorted",
+                          "All", "Any", "HasNulls", "IsEmpty"})
+
+
+class _PlanWalker:
+    """Walks the resolved plan through the node traverser, bottom up."""
+
+    def __init__(self, nt: Any, sources: Sequence[SourceTable]) -> None:
+        self.nt = nt
+        self.sources = list(sources)
+        self.by_token = {s.token: s for s in self.sources if s.token}
+        self._memo: dict[int, _Frame] = {}
+
+    # -- plumbing
+
+    def child(self, index: int, slice_above: bool = False) -> _Frame:
+        cur = self.nt.get_node()
+        self.nt.set_node(index)
+        try:
+            return self.node(slice_above)
+        finally:
+            self.nt.set_node(cur)
+
+    def schema(self) -> list[str]:
+        return list(self.nt.get_schema().keys())
+
+    def source_for_paths(self, paths: Sequence[str]) -> SourceTable | None:
+        found: set[str] = set()
+        best: SourceTable | None = None
+        for path in paths:
+            p = _strip_scheme(str(path))
+            match = None
+            for s in self.sources:
+                root = _strip_scheme(s.uri).rstrip("/") + "/"
+                if p.startswith(root) and (match is None or len(root) > len(_strip_scheme(match.uri)) + 1):
+                    match = s
+            if match is None:
+                return None
+            found.add(match.asset)
+            best = match
+        return best if len(found) == 1 else None
+
+    # -- nodes
+
+    def node(self, slice_above: bool = False) -> _Frame:
+        try:
+            node = self.nt.view_current_node()
+        except NotImplementedError:  # opaque Python functions (map_batches ...)
+            return self._opaque()
+        kind = type(node).__name__
+        method = getattr(self, f"_n_{kind}", None)
+        if method is None:
+            return self._opaque()
+        frame: _Frame = method(node, slice_above)
+        names = self.schema()
+        return _Frame({n: frame.unknown(n) for n in names}, frame.indirect)
+
+    def _opaque(self) -> _Frame:
+        return _Frame({n: {_UNKNOWN_SRC: UNKNOWN} for n in self.schema()})
+
+    def _scan(self, source: SourceTable | None, columns: Sequence[str]) -> _Frame:
+        if source is None:
+            return _Frame({c: {_UNKNOWN_SRC: UNKNOWN} for c in columns})
+        return _Frame({c: {(source.asset, c): IDENTITY} for c in columns})
+
+    def _n_Scan(self, node: Any, _s: bool) -> _Frame:
+        frame = self._scan(self.source_for_paths(list(node.paths or [])), self.schema())
+        pred = getattr(node.predicate, "node", None)
+        if isinstance(pred, int):
+            self._add_indirect(frame, frame, pred)
+        return frame
+
+    def _n_PythonScan(self, node: Any, _s: bool) -> _Frame:
+        source = None
+        options = node.options
+        fn = options[0] if isinstance(options, tuple) and options else None
+        args = getattr(fn, "args", ())
+        for arg in args:
+            files = getattr(arg, "files", None)
+            if files and source is None:
+                source = self.source_for_paths(list(files))
+        frame = self._scan(source, self.schema())
+        pred = options[4] if isinstance(options, tuple) and len(options) > 4 else None
+        if isinstance(pred, tuple) and len(pred) == 2 and isinstance(pred[1], int):
+            for name in self._expr_columns(pred[1]):
+                frame.indirect.update(dict.fromkeys(frame.unknown(name[0])))
+        return frame
+
+    def _n_DataFrameScan(self, node: Any, _s: bool) -> _Frame:
+        return self._scan(None, self.schema())
+
+    def _n_SimpleProjection(self, node: Any, _s: bool) -> _Frame:
+        return self.child(node.input)
+
+    def _n_Cache(self, node: Any, s: bool) -> _Frame:
+        return self.child(node.input, s)
+
+    def _n_Sink(self, node: Any, _s: bool) -> _Frame:
+        return self.child(node.input)
+
+    def _n_Slice(self, node: Any, _s: bool) -> _Frame:
+        return self.child(node.input, slice_above=True)
+
+    def _marked(self, node: Any) -> _Frame | None:
+        """The input table behind a :func:`mark` (the subtree below is not analysed)."""
+        if len(node.exprs) != 1 or node.exprs[0].output_name != MARK:
+            return None
+        e = self.nt.view_expression(node.exprs[0].node)
+        value = getattr(e, "value", None) if type(e).__name__ == "Literal" else None
+        source = self.by_token.get(value) if isinstance(value, str) else None
+        cur = self.nt.get_node()
+        self.nt.set_node(node.input)
+        try:
+            names = self.schema()
+        finally:
+            self.nt.set_node(cur)
+        return self._scan(source, names)
+
+    def _n_Select(self, node: Any, _s: bool) -> _Frame:
+        inp = self.child(node.input)
+        out = _Frame({}, dict(inp.indirect))
+        for e in node.expr:
+            out.cols[e.output_name] = self._expr(e.node, inp)
+        return out
+
+    def _n_HStack(self, node: Any, _s: bool) -> _Frame:
+        marked = self._marked(node)
+        if marked is not None:
+            return marked
+        inp = self.child(node.input)
+        out = _Frame(dict(inp.cols), dict(inp.indirect))
+        for e in node.exprs:
+            out.cols[e.output_name] = self._expr(e.node, inp)
+        return out
+
+    def _n_Filter(self, node: Any, _s: bool) -> _Frame:
+        inp = self.child(node.input)
+        out = _Frame(dict(inp.cols), dict(inp.indirect))
+        self._add_indirect(out, inp, node.predicate.node)
+        return out
+
+    def _n_Sort(self, node: Any, slice_above: bool) -> _Frame:
+        inp = self.child(node.input)
+        out = _Frame(dict(inp.cols), dict(inp.indirect))
+        if slice_above or node.slice is not None:
+            for e in node.by_column:
+                self._add_indirect(out, inp, e.node)
+        return out
+
+    def _n_Distinct(self, node: Any, _s: bool) -> _Frame:
+        inp = self.child(node.input)
+        out = _Frame(dict(inp.cols), dict(inp.indirect))
+        subset = node.options[1] if isinstance(node.options, tuple) and len(node.options) > 1 else None
+        for name in subset or ():
+            out.indirect.update(dict.fromkeys(k for k in inp.unknown(name) if k != _UNKNOWN_SRC))
+        return out
+
+    def _n_GroupBy(self, node: Any, _s: bool) -> _Frame:
+        if node.apply:
+            return self._opaque()
+        inp = self.child(node.input)
+        out = _Frame({}, dict(inp.indirect))
+        for e in node.keys:
+            out.cols[e.output_name] = self._expr(e.node, inp)
+        for e in node.aggs:
+            out.cols[e.output_name] = self._expr(e.node, inp, agg=True)
+        return out
+
+    def _n_Union(self, node: Any, _s: bool) -> _Frame:
+        names = self.schema()
+        out = _Frame({n: {} for n in names})
+        for index in node.inputs:
+            cur = self.nt.get_node()
+            self.nt.set_node(index)
+            try:
+                child_names = self.schema()
+                frame = self.node()
+            finally:
+                self.nt.set_node(cur)
+            if len(child_names) != len(names):
+                raise _Unsupported("union inputs with different widths")
+            for pos, name in enumerate(names):
+                _merge(out.cols[name], frame.unknown(child_names[pos]))
+            out.indirect.update(frame.indirect)
+        return out
+
+    def _n_MergeSorted(self, node: Any, _s: bool) -> _Frame:
+        left = self.child(node.input_left)
+        right = self.child(node.input_right)
+        out = _Frame({n: {} for n in self.schema()}, {**left.indirect, **right.indirect})
+        for name in out.cols:
+            _merge(out.cols[name], left.unknown(name))
+            _merge(out.cols[name], right.unknown(name))
+        return out
+
+    def _n_HConcat(self, node: Any, _s: bool) -> _Frame:
+        out = _Frame({})
+        for index in node.inputs:
+            frame = self.child(index)
+            for name, srcs in frame.cols.items():
+                if name in out.cols:
+                    raise _Unsupported("horizontal concat with duplicate names")
+                out.cols[name] = srcs
+            out.indirect.update(frame.indirect)
+        return out
+
+    def _n_Join(self, node: Any, _s: bool) -> _Frame:
+        cur = self.nt.get_node()
+        self.nt.set_node(node.input_left)
+        left_names = self.schema()
+        self.nt.set_node(cur)
+        self.nt.set_node(node.input_right)
+        right_names = self.schema()
+        self.nt.set_node(cur)
+        left = self.child(node.input_left)
+        right = self.child(node.input_right)
+        opts = node.options
+        how = opts[0][0] if isinstance(opts[0], tuple) else opts[0]
+        suffix = opts[3] if len(opts) > 3 and isinstance(opts[3], str) else "_right"
+        coalesce = bool(opts[4]) if len(opts) > 4 else False
+        out = _Frame({}, {**left.indirect, **right.indirect})
+        for e in node.left_on:
+            self._add_indirect(out, left, e.node)
+        for e in node.right_on:
+            self._add_indirect(out, right, e.node)
+        if node.predicate is not None:
+            raise _Unsupported("join predicates")
+        left_keys = [self._bare_column(e.node) for e in node.left_on]
+        right_keys = [self._bare_column(e.node) for e in node.right_on]
+        names = self.schema()
+        if how in ("Semi", "Anti"):
+            for n in left_names:
+                out.cols[n] = left.unknown(n)
+            return out
+        pairs = {r: lk for lk, r in zip(left_keys, right_keys, strict=False) if r is not None and lk is not None}
+        built: list[tuple[str, dict[SrcCol, str]]] = []
+        if how == "Right" and coalesce:
+            skip_left = {k for k in left_keys if k is not None}
+            for n in left_names:
+                if n not in skip_left:
+                    built.append((n, left.unknown(n)))
+            taken = {n for n, _ in built}
+            for n in right_names:
+                built.append((n + suffix if n in taken else n, right.unknown(n)))
+        else:
+            for n in left_names:
+                built.append((n, dict(left.unknown(n))))
+            taken = set(left_names)
+            drop_right = set(pairs) if coalesce and how != "Cross" else set()
+            for n in right_names:
+                if n in drop_right:
+                    if how == "Full":  # the coalesced key comes from either side
+                        target = dict(built)[pairs[n]]
+                        _merge(target, right.unknown(n))
+                    continue
+                built.append((n + suffix if n in taken else n, right.unknown(n)))
+        if [n for n, _ in built] != names:
+            raise _Unsupported(f"unexpected join output columns {names}")
+        out.cols.update(built)
+        return out
+
+    def _n_MapFunction(self, node: Any, _s: bool) -> _Frame:
+        fn = node.function
+        name = fn[0] if isinstance(fn, tuple) and fn else None
+        if name in ("rechunk", "row_index", "explode", "unnest", "unpivot", "rename", "with_row_index"):
+            inp = self.child(node.input)
+        else:
+            return self._opaque()
+        out = _Frame(dict(inp.cols), dict(inp.indirect))
+        if name == "explode":
+            for col in fn[1]:
+                out.cols[col] = {k: _combine(TRANSFORMED, v) for k, v in inp.unknown(col).items()}
+        elif name == "unnest":
+            structs = list(fn[1])
+            merged: dict[SrcCol, str] = {}
+            for col in structs:
+                for k, v in inp.unknown(col).items():
+                    merged[k] = _combine(TRANSFORMED, v)
+            for col in self.schema():
+                if col not in inp.cols or col in structs:
+                    out.cols[col] = dict(merged)
+        elif name == "unpivot":
+            index, on, variable, value = list(fn[1]), list(fn[2]), fn[3], fn[4]
+            out = _Frame({c: inp.unknown(c) for c in index}, dict(inp.indirect))
+            value_srcs: dict[SrcCol, str] = {}
+            for col in on:
+                for k, v in inp.unknown(col).items():
+                    value_srcs[k] = _combine(TRANSFORMED, v)
+            out.cols[variable or "variable"] = {}
+            out.cols[value or "value"] = value_srcs
+        elif name in ("row_index", "with_row_index"):
+            out.cols[fn[1]] = {}
+        return out
+
+    # -- expressions
+
+    def _bare_column(self, node: int) -> str | None:
+        e = self.nt.view_expression(node)
+        return str(e.name) if type(e).__name__ == "Column" else None
+
+    def _expr(self, node: int, frame: _Frame, agg: bool = False) -> dict[SrcCol, str]:
+        """Sources of one expression with their kinds."""
+        try:
+            refs = self._expr_columns(node, agg)
+        except (NotImplementedError, _Unsupported):
+            return {_UNKNOWN_SRC: UNKNOWN}
+        bare = not agg and self._bare_column(node) is not None
+        out: dict[SrcCol, str] = {}
+        for name, in_agg in refs:
+            level = IDENTITY if bare else (AGGREGATED if in_agg else TRANSFORMED)
+            for src, kind in frame.unknown(name).items():
+                new = _combine(level, kind)
+                old = out.get(src)
+                out[src] = new if old is None else _max_kind(old, new)
+        return out
+
+    def _expr_columns(self, node: int, agg: bool = False) -> list[tuple[str, bool]]:
+        """``(column, under an aggregation)`` for every column the expression reads."""
+        out: list[tuple[str, bool]] = []
+        stack: list[tuple[int, bool]] = [(node, agg)]
+        while stack:
+            index, in_agg = stack.pop()
+            e = self.nt.view_expression(index)
+            kind = type(e).__name__
+            if kind == "Column":
+                out.append((str(e.name), in_agg))
+            elif kind in ("Literal", "Len"):
+                continue
+            elif kind in ("Alias", "Cast", "Sort", "Explode"):
+                stack.append((e.expr, in_agg))
+            elif kind == "BinaryExpr":
+                stack.extend([(e.left, in_agg), (e.right, in_agg)])
+            elif kind == "Ternary":
+                stack.extend([(e.predicate, in_agg), (e.truthy, in_agg), (e.falsy, in_agg)])
+            elif kind == "SortBy":
+                stack.append((e.expr, in_agg))
+                stack.extend((b, in_agg) for b in e.by)
+            elif kind == "Gather":
+                stack.extend([(e.expr, in_agg), (e.idx, True)])
+            elif kind == "Filter":
+                stack.extend([(e.input, in_agg), (e.by, in_agg)])
+            elif kind == "Slice":
+                stack.extend([(e.input, in_agg), (e.offset, in_agg), (e.length, in_agg)])
+            elif kind == "Agg":
+                stack.extend((a, True) for a in e.arguments)
+            elif kind == "Window":
+                stack.append((e.function, True))
+                stack.extend((p, True) for p in e.partition_by)
+                if isinstance(e.order_by, int):
+                    stack.append((e.order_by, True))
+            elif kind == "Rolling":
+                stack.append((e.function, True))
+            elif kind == "Function":
+                data = e.function_data
+                head = data[0] if isinstance(data, tuple) and data else data
+                aggregating = (
+                    (isinstance(head, str) and head in _AGG_FUNCTIONS)
+                    or type(head).__name__ in _AGG_ENUMS
+                    or (type(head).__name__ == "BooleanFunction" and str(head).split(".")[-1] in _AGG_BOOLEAN)
+                )
+                stack.extend((i, in_agg or aggregating) for i in e.input)
+            else:
+                raise _Unsupported(f"expression {kind}")
+        return out
+
+    def _add_indirect(self, out: _Frame, frame: _Frame, node: int) -> None:
+        try:
+            refs = self._expr_columns(node)
+        except (NotImplementedError, _Unsupported):
+            return
+        for name, _ in refs:
+            out.indirect.update(dict.fromkeys(k for k in frame.unknown(name) if k != _UNKNOWN_SRC))
+
+
+def _max_kind(a: str, b: str) -> str:
+    if UNKNOWN in (a, b):
+        return UNKNOWN
+    return a if _RANK[a] >= _RANK[b] else b
+
+
+def _merge(target: dict[SrcCol, str], more: Mapping[SrcCol, str]) -> None:
+    for k, v in more.items():
+        target[k] = v if k not in target else _max_kind(target[k], v)
+
+
+def _strip_scheme(uri: str) -> str:
+    if uri.startswith("file://"):
+        return uri[len("file://"):]
+    if "://" in uri:
+        return uri.split("://", 1)[1]
+    return uri
+
+
+# -------------------------------------------------------------------------- SQL
+
+
+def relation_lineage(rel: Any, sources: Sequence[SourceTable], con: Any = None) -> ColumnLineage:
+    """Column lineage of a DuckDB relation, from its SQL."""
+    columns = [str(c) for c in rel.columns]
+    try:
+        sql = rel.sql_query()
+    except Exception as exc:  # noqa: BLE001
+        return unknown_lineage(columns, "duckdb-sql", f"the relation has no SQL: {exc}")
+    schemas: dict[str, dict[str, str]] = {}
+    for s in sources:
+        if s.name is None:
+            continue
+        schema = dict(s.schema)
+        if not schema and con is not None:
+            try:
+                schema = {str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE {_quote(s.name)}").fetchall()}
+            except Exception:  # noqa: BLE001 - a view that is gone: its columns stay unresolved
+                schema = {}
+        schemas[s.name] = schema
+    return sql_lineage(sql, schemas, {s.name: s.asset for s in sources if s.name}, columns)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_lineage(sql: str, schemas: Mapping[str, Mapping[str, str]], tables: Mapping[str, str],
+                columns: Sequence[str] | None = None, dialect: str = "duckdb") -> ColumnLineage:
+    """Column lineage of one SQL query.
+
+    Args:
+        sql: the query.
+        schemas: ``{table: {column: type}}`` of the tables it reads.
+        tables: ``{table name in the SQL: asset}``.
+        columns: the real output column names (case as the engine reports them).
+        dialect: the sqlglot dialect.
+    """
+    try:
+        return _sql_lineage(sql, schemas, tables, columns, dialect)
+    except Exception as exc:  # noqa: BLE001 - never guessed, never raised
+        return unknown_lineage(list(columns or []), "duckdb-sql", f"the SQL could not be analysed: "
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+
+def _sql_lineage(sql: str, schemas: Mapping[str, Mapping[str, str]], tables: Mapping[str, str],
+                 columns: Sequence[str] | None, dialect: str) -> ColumnLineage:
+    from sqlglot import exp, parse_one
+    from sqlglot.lineage import lineage
+    from sqlglot.optimizer.qualify import qualify
+    from sqlglot.optimizer.scope import traverse_scope
+    from sqlglot.schema import ensure_schema
+
+    schema_in: dict[str, object] = {t: {c: (typ or "UNKNOWN") for c, typ in cols.items()}
+                                    for t, cols in schemas.items()}
+    try:
+        schema = ensure_schema(schema_in, dialect=dialect)
+    except Exception:  # noqa: BLE001 - a type sqlglot cannot parse: names are what matters
+        schema_in = {t: dict.fromkeys(cols, "UNKNOWN") for t, cols in schemas.items()}
+        schema = ensure_schema(schema_in, dialect=dialect)
+    tree = qualify(parse_one(sql, dialect=dialect), schema=schema, dialect=dialect,
+                   validate_qualify_columns=False, identify=False)
+    by_lower = {name.lower(): asset for name, asset in tables.items()}
+    real_cols = {t.lower(): {c.lower(): c for c in cols} for t, cols in schemas.items()}
+
+    def leaf_source(node: Any) -> SrcCol | None:
+        src = node.source
+        if not isinstance(src, exp.Table):
+            return None
+        asset = by_lower.get(src.name.lower())
+        if asset is None:
+            return None
+        col = parse_one(node.name, dialect=dialect)
+        name = col.name if isinstance(col, exp.Column) else node.name.split(".")[-1].strip('"')
+        real = real_cols.get(src.name.lower(), {}).get(name.lower(), name)
+        return (asset, real)
+
+    def level(e: Any) -> str:
+        inner = e.this if isinstance(e, exp.Alias) else e
+        if isinstance(inner, (exp.Column, exp.Table, exp.Star)):
+            return IDENTITY
+        if isinstance(inner, exp.Coalesce) and all(isinstance(a, exp.Column)
+                                                   for a in [inner.this, *inner.expressions]):
+            return IDENTITY  # a USING / natural join key
+        if inner.find(exp.AggFunc, exp.Window) is not None:
+            return AGGREGATED
+        return TRANSFORMED
+
+    def paths(node: Any, kind: str, out: dict[SrcCol, str], seen: frozenset[int]) -> None:
+        if id(node) in seen:
+            return
+        if not node.downstream:
+            if not isinstance(node.expression, (exp.Table, exp.Placeholder)) and not isinstance(
+                    node.source, exp.Table):
+                return  # a projection that reads no column (count(*), a literal)
+            src = leaf_source(node)
+            key = src if src is not None else _UNKNOWN_SRC
+            new = kind if src is not None else UNKNOWN
+            out[key] = new if key not in out else _max_kind(out[key], new)
+            return
+        here = _max_kind(kind, level(node.expression)) if node.expression is not None else kind
+        for d in node.downstream:
+            paths(d, here, out, seen | {id(node)})
+
+    nodes = lineage(None, tree, schema=schema, dialect=dialect, copy=False)
+    frame = _Frame({})
+    for name, node in nodes.items():
+        srcs: dict[SrcCol, str] = {}
+        paths(node, IDENTITY, srcs, frozenset())
+        frame.cols[name] = srcs
+
+    # filter/join keys: WHERE, JOIN ... ON, HAVING, QUALIFY, ORDER BY under LIMIT, in every scope
+    from sqlglot.lineage import to_node
+
+    def resolve(col: Any, scope: Any) -> dict[SrcCol, str]:
+        s = scope
+        while s is not None and col.table not in s.sources:
+            s = s.parent
+        if s is None:
+            return {_UNKNOWN_SRC: UNKNOWN}
+        source = s.sources[col.table]
+        if isinstance(source, exp.Table):
+            found = leaf_source(_Leaf(f"{_quote(col.table)}.{_quote(col.name)}", source))
+            return {found: IDENTITY} if found else {_UNKNOWN_SRC: UNKNOWN}
+        out: dict[SrcCol, str] = {}
+        paths(to_node(col.name, scope=source, dialect=dialect, schema=schema), IDENTITY, out, frozenset())
+        return out
+
+    for scope in traverse_scope(tree):
+        sel = scope.expression
+        if not isinstance(sel, exp.Select):
+            continue
+        clauses = [sel.args.get(k) for k in ("where", "having", "qualify")]
+        clauses += [j.args.get("on") for j in sel.args.get("joins") or []]
+        if sel.args.get("limit") is not None or sel.args.get("offset") is not None:
+            clauses.append(sel.args.get("order"))
+        subqueries = {id(s.expression): s for s in scope.subquery_scopes}
+        for clause in clauses:
+            if clause is None:
+                continue
+            for col in _columns_in_scope(clause):
+                frame.indirect.update(dict.fromkeys(k for k in resolve(col, scope) if k != _UNKNOWN_SRC))
+            for sub in clause.find_all(exp.Select):
+                sub_scope = subqueries.get(id(sub))
+                if sub_scope is None:
+                    continue
+                for name in sub.named_selects:
+                    out: dict[SrcCol, str] = {}
+                    paths(to_node(name, scope=sub_scope, dialect=dialect, schema=schema), IDENTITY, out,
+                          frozenset())
+                    frame.indirect.update(dict.fromkeys(k for k in out if k != _UNKNOWN_SRC))
+
+    names = list(nodes)
+    if columns is not None:
+        real = {c.lower(): c for c in columns}
+        if len(columns) != len(names):
+            return unknown_lineage(list(columns), "duckdb-sql", "the SQL's columns differ from the relation's")
+        renamed = _Frame({}, frame.indirect)
+        for ours, theirs in zip(names, columns, strict=True):
+            if ours.lower() != theirs.lower() and ours.lower() in real:
+                return unknown_lineage(list(columns), "duckdb-sql", "the SQL's columns differ from the relation's")
+            renamed.cols[theirs] = frame.cols[ours]
+        frame, names = renamed, list(columns)
+    return _to_lineage(frame, names, "duckdb-sql")
+
+
+@dataclass
+class _Leaf:
+    name: str
+    source: Any
+
+
+def _columns_in_scope(clause: Any) -> Iterator[Any]:
+    """Columns of ``clause`` that are not inside a nested query."""
+    from sqlglot import exp
+
+    stack = [clause]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, exp.Column):
+            yield node
+            continue
+        if node is not clause and isinstance(node, (exp.Select, exp.Subquery)):
+            continue
+        stack.extend(node.iter_expressions())
