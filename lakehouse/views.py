@@ -6,7 +6,6 @@ import datetime as _dt
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from . import _html
 from .errors import UnknownAssetError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -173,12 +172,7 @@ def provenance_frame(lake: Lakehouse, key: str, version: str | None, depth: int 
 
 
 def lakehouse_html(lake: Lakehouse) -> str:
-    """The notebook view of a :class:`~lakehouse.Lakehouse`."""
-    graph = lake.graph
-    info = [("warehouse", lake.settings.warehouse_uri), ("catalog", lake.settings.catalog_url.split("@")[-1]),
-            ("default format", lake.settings.format), ("assets", len(graph))]
-    body = _html.table(("", ""), info)
-    body += _html.table(("asset", "upstreams", "format", "engine", "partitions"), (
-        (k, ", ".join(graph.parents[k]), s.format or lake.settings.format, s.engine,
-         s.partitions.describe() if s.partitions is not None else "") for k, s in graph.specs.items()))
-    return _html.view("Lakehouse", body)
+    """The notebook view of a :class:`~lakehouse.Lakehouse` (see :mod:`lakehouse.notebook`)."""
+    from .notebook import lakehouse_html as render
+
+    return render(lake)

@@ -102,7 +102,9 @@ def raw_flights(ctx: lh.Context) -> pl.DataFrame:
 
     assert ctx.partition is not None
     first, last = _local_day(ctx.partition.start), _local_day(ctx.partition.end)
-    df = read_csv("flights").with_columns(day=pl.date(pl.col("year"), pl.col("month"), pl.col("day")))
+    df = read_csv("flights").with_columns(
+        day=pl.date(pl.col("year"), pl.col("month"), pl.col("day"))
+    )
     return df.filter((pl.col("day") >= first) & (pl.col("day") < last))
 
 
@@ -149,8 +151,21 @@ def flights(raw_flights: pl.LazyFrame) -> pl.LazyFrame:
             dep_hour=(pl.col("dep_time") // 100).cast(pl.Int32),
             delayed=pl.col("arr_delay") > 15,
         )
-        .select("day", "time_hour", "carrier", "flight", "tailnum", "origin", "dest", "dep_hour",
-                "dep_delay", "arr_delay", "delayed", "air_time", "distance")
+        .select(
+            "day",
+            "time_hour",
+            "carrier",
+            "flight",
+            "tailnum",
+            "origin",
+            "dest",
+            "dep_hour",
+            "dep_delay",
+            "arr_delay",
+            "delayed",
+            "air_time",
+            "distance",
+        )
     )
 
 
@@ -167,8 +182,11 @@ def flights_enriched(
         flights.join(airlines.rename({"name": "airline"}), on="carrier", how="left")
         .join(planes.select("tailnum", "manufacturer", "model", "seats"), on="tailnum", how="left")
         .join(airports.select(dest="faa", dest_name="name", dest_tz="tzone"), on="dest", how="left")
-        .join(weather.select("origin", "time_hour", "temp", "wind_speed", "precip", "visib"),
-              on=["origin", "time_hour"], how="left")
+        .join(
+            weather.select("origin", "time_hour", "temp", "wind_speed", "precip", "visib"),
+            on=["origin", "time_hour"],
+            how="left",
+        )
     )
 
 
@@ -202,8 +220,10 @@ def monthly_delays(daily_delays: pl.LazyFrame) -> pl.LazyFrame:
         .group_by("month", "origin")
         .agg(
             flights=pl.col("flights").sum(),
-            mean_arr_delay=(pl.col("mean_arr_delay") * pl.col("flights")).sum() / pl.col("flights").sum(),
-            share_delayed=(pl.col("share_delayed") * pl.col("flights")).sum() / pl.col("flights").sum(),
+            mean_arr_delay=(pl.col("mean_arr_delay") * pl.col("flights")).sum()
+            / pl.col("flights").sum(),
+            share_delayed=(pl.col("share_delayed") * pl.col("flights")).sum()
+            / pl.col("flights").sum(),
         )
         .sort("month", "origin")
     )
@@ -240,6 +260,15 @@ def busiest_routes(flights_enriched):  # type: ignore[no-untyped-def]
 # keys, delays within a plausible range).
 
 ASSET_NAMES = (
-    "raw_flights", "airlines", "airports", "planes", "weather", "flights", "flights_enriched",
-    "daily_delays", "monthly_delays", "carrier_ranking", "busiest_routes",
+    "raw_flights",
+    "airlines",
+    "airports",
+    "planes",
+    "weather",
+    "flights",
+    "flights_enriched",
+    "daily_delays",
+    "monthly_delays",
+    "carrier_ranking",
+    "busiest_routes",
 )

@@ -7,6 +7,7 @@ records such as check results at once).
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -199,15 +200,40 @@ def _dedupe_code_versions(rows: list[dict[str, Any]], catalog: Any) -> list[dict
 
 
 def _progress(progress: bool | None, total: int, lake: Any) -> Any:
-    """A tqdm bar when asked, or by default on a terminal (shown only after ~1 s)."""
+    """A tqdm bar: ``True`` always, ``False`` never; by default (``None``, and the
+    ``progress`` setting unset) on a terminal or in Jupyter only, and only once the run has
+    lasted about a second, so quick runs and logs stay silent. ``TQDM_DISABLE=1`` wins."""
     if progress is None:
         progress = lake.settings.progress
+    asked = progress is True
     if progress is None:
-        progress = sys.stderr.isatty() and total > 1
+        progress = _in_jupyter() or _isatty(sys.stderr)
     if not progress:
         return None
     try:
-        from tqdm.auto import tqdm
+        if _in_jupyter() and importlib.util.find_spec("ipywidgets") is not None:
+            from tqdm.notebook import tqdm
+        else:
+            from tqdm.std import tqdm  # type: ignore[assignment]
     except ImportError:
         return None
-    return tqdm(total=total, desc="materialize", unit="step", delay=1.0, leave=False)
+    return tqdm(total=total, desc="materialize", unit="step", delay=0.0 if asked else 1.0, leave=asked)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _in_jupyter() -> bool:
+    """True inside a Jupyter kernel (checked without importing IPython)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
