@@ -160,7 +160,7 @@ def staleness(
     now: Any = None,
 ) -> dict[str, list[tuple[RangeSet, str, str | None]]]:
     """Every stale range of every asset with its reason and cause (whole graph)."""
-    now = now if now is not None else time.time()
+    now_dt = _now_dt(now if now is not None else time.time())
     out: dict[str, list[tuple[RangeSet, str, str | None]]] = {}
     stale_union: dict[str, RangeSet] = {}
     seq_rows: dict[str, Sequence[StateRow]] = state
@@ -169,17 +169,21 @@ def staleness(
         if spec.kind == "source" and spec.fn is None:
             stale_union[key] = RangeSet()
             continue
-        uni = universe(spec, _now_dt(now))
+        uni = universe(spec, now_dt)
         rows = state.get(key, ())
         entries: list[tuple[RangeSet, str, str | None]] = []
         assigned = RangeSet()
+        full = False  # every partition already has a reason: later checks cannot add any
 
         def add(rs: RangeSet, reason: str, cause: str | None) -> None:
-            nonlocal assigned
+            nonlocal assigned, full
+            if full or not rs:
+                return
             rs = (rs & uni) - assigned
             if rs:
                 entries.append((rs, reason, cause))
                 assigned = assigned | rs
+                full = assigned == uni
 
         # a failed blocking check is the most useful thing to say about a partition
         for rs, reason, cause in (extra or {}).get(key, ()):
@@ -193,28 +197,24 @@ def staleness(
             add(changed, "code_changed", key)
         for up in graph.parents[key]:
             up_rows = seq_rows.get(up, ())
-            if not up_rows:
+            if not up_rows or full:
                 continue
             for r in rows:
                 consumed = next((i.seq for i in r.inputs if i.asset == up), -1)
                 newer = RangeSet([(u.start, u.end) for u in up_rows if u.seq > consumed])
                 if newer:
-                    hit = map_down(graph, up, key, newer, _now_dt(now)) & RangeSet.of(r.start, r.end)
+                    hit = map_down(graph, up, key, newer, now_dt) & RangeSet.of(r.start, r.end)
                     add(hit, "upstream_changed", up)
         for rs, reason, cause in (extra or {}).get(key, ()):
             if reason not in LEADING_REASONS:
                 add(rs, reason, cause)
         for up in graph.parents[key]:
             up_stale = stale_union.get(up)
-            if up_stale:
-                add(map_down(graph, up, key, up_stale, _now_dt(now)), "upstream_stale", _root_cause(out, up))
+            if up_stale and not full:
+                add(map_down(graph, up, key, up_stale, now_dt), "upstream_stale", up)
         out[key] = entries
         stale_union[key] = assigned
     return out
-
-
-def _root_cause(out: Mapping[str, list[tuple[RangeSet, str, str | None]]], up: str) -> str:
-    return up
 
 
 def _now_dt(now: Any) -> Any:

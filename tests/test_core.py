@@ -237,7 +237,9 @@ def test_wrong_return_type_is_an_output_error(tmp_path: Path) -> None:
     lake = lh.Lakehouse(tmp_path / "lake", assets=[bad])
     res = lake.materialize(raise_on_error=False)
     err = res.assets["error"][0]
-    assert "bad_dict" in err and "builtins.dict" in err and "hint:" in err
+    assert res.assets["asset"][0] == "bad_dict" and "builtins.dict" in err and "hint:" in err
+    with pytest.raises(MaterializeError, match=r"bad_dict: .*builtins\.dict"):
+        lake.materialize()
     sql_in_polars = lh.asset(lambda: "select 1", name="sql_polars")
     lake = lh.Lakehouse(tmp_path / "lake2", assets=[sql_in_polars])
     res = lake.materialize(raise_on_error=False)

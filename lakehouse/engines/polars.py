@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import datetime as _dt
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -16,17 +17,35 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..partitions import Predicate
 
 
-def predicate_expr(pred: Predicate) -> pl.Expr:
-    """The Polars expression of a neutral partition predicate (OR of ANDs)."""
+def _literal(value: Any, dtype: Any) -> pl.Expr:
+    """A literal comparable with a column of ``dtype`` (dates vs datetimes, time zones)."""
+    if dtype is not None and isinstance(dtype, pl.Datetime):
+        if isinstance(value, _dt.datetime):
+            if dtype.time_zone is None and value.tzinfo is not None:
+                value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+        elif isinstance(value, _dt.date):
+            value = _dt.datetime(value.year, value.month, value.day)
+        return pl.lit(value).cast(dtype)
+    if dtype is not None and dtype == pl.Date and isinstance(value, _dt.datetime):
+        return pl.lit(value.date())
+    return pl.lit(value)
+
+
+def predicate_expr(pred: Predicate, schema: Mapping[str, Any] | None = None) -> pl.Expr:
+    """The Polars expression of a neutral partition predicate (OR of ANDs).
+
+    With ``schema`` the literals are converted to the column types first.
+    """
     ors: list[pl.Expr] = []
     for conj in pred:
         ands: list[pl.Expr] = []
         for clause in conj:
             col = pl.col(clause.column)
+            dtype = schema.get(clause.column) if schema is not None else None
             if hasattr(clause, "values"):
                 ands.append(col.is_in(list(clause.values)))
             else:
-                ands.append((col >= pl.lit(clause.start)) & (col < pl.lit(clause.end)))
+                ands.append((col >= _literal(clause.start, dtype)) & (col < _literal(clause.end, dtype)))
         expr = ands[0]
         for e in ands[1:]:
             expr = expr & e
@@ -35,6 +54,19 @@ def predicate_expr(pred: Predicate) -> pl.Expr:
     for e in ors[1:]:
         out = out | e
     return out
+
+
+def rows_outside(table: pa.Table, pred: Predicate, columns: Sequence[str]) -> tuple[int, int, Any]:
+    """``(rows outside pred, rows with a null partition value, first offending value)``."""
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    nulls = int(df.select(pl.any_horizontal(pl.col(c).is_null() for c in columns).sum()).item())
+    bad = df.filter(~predicate_expr(pred, df.schema))
+    first = None
+    if bad.height:
+        row = bad.row(0, named=True)
+        first = row[columns[0]] if len(columns) == 1 else {c: row[c] for c in columns}
+    return bad.height, nulls, first
 
 
 def scan(source: InputSource) -> pl.LazyFrame:
