@@ -218,9 +218,26 @@ def _failed(step: Step, exc: BaseException, started: float, t0: float, start: in
         text = f"{type(exc).__name__}: {exc}{where}"
     return StepResult(
         step.step_id, step.asset, start, end, "failed", started, time.perf_counter() - t0,
-        error=text, error_type=type(exc).__name__, retryable=bool(getattr(exc, "retryable", False)),
+        error=text, error_type=type(exc).__name__, retryable=retryable(exc),
         worker=worker,
     )
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a failed step may be retried: an error marked ``retryable`` (commit
+    conflicts), or a timeout or dropped connection anywhere in its cause chain."""
+    import re
+
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if getattr(seen, "retryable", False) or isinstance(seen, (TimeoutError, ConnectionError)):
+            return True
+        if isinstance(seen, OSError) and re.search(r"timed? ?out|connection (reset|refused|closed)", str(seen), re.I):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _dataset_factory(fmt: Any, ref: TableRef) -> Any:
@@ -242,62 +259,36 @@ def _native_factory(fmt: Any, ref: TableRef) -> Any:
     return make
 
 
-def _arrow_filter(pred: Predicate, schema: pa.Schema) -> Any:
-    """A pyarrow compute expression for a neutral predicate, literals cast to the column types."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    def lit(value: Any, column: str) -> Any:
-        typ = schema.field(column).type
-        try:
-            return pa.scalar(value).cast(typ)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
-            return pa.scalar(value)
-
-    out = None
-    for conj in pred:
-        expr = None
-        for clause in conj:
-            if schema.get_field_index(clause.column) < 0:
-                raise PartitionError(
-                    f"the output has no partition column {clause.column!r}",
-                    hint=f"return a column named {clause.column!r} holding the partition value",
-                )
-            field_ = pc.field(clause.column)
-            if hasattr(clause, "values"):
-                typ = schema.field(clause.column).type
-                e = field_.isin(pa.array(list(clause.values)).cast(typ))
-            else:
-                e = (field_ >= lit(clause.start, clause.column)) & (field_ < lit(clause.end, clause.column))
-            expr = e if expr is None else expr & e
-        out = expr if out is None else out | expr
-    return out
-
-
 def _validated(data: pa.Table | pa.RecordBatchReader, pred: Predicate, step: Step) -> Any:
     """``data`` with every row checked to lie inside the partitions being written."""
     import pyarrow as pa
 
-    expr = _arrow_filter(pred, data.schema)
+    from ..engines.polars import rows_outside
+
+    cols = list(step.spec.partition_column)
+    missing = [c for c in cols if data.schema.get_field_index(c) < 0]
+    if missing:
+        raise PartitionError(
+            f"the output has no partition column {missing[0]!r}",
+            asset=step.asset,
+            partition=step.partitions_text,
+            hint=f"return a column named {missing[0]!r} holding the partition value",
+        )
 
     def check(table: pa.Table) -> None:
-        bad = table.filter(~expr)
-        if bad.num_rows:
-            cols = [c for c in step.spec.partition_column]
-            first = {c: bad.column(c)[0].as_py() for c in cols}
-            value = first[cols[0]] if len(cols) == 1 else first
+        bad, nulls, value = rows_outside(table, pred, cols)
+        if nulls:
             raise PartitionError(
-                f"the output has {bad.num_rows} row(s) outside the partitions being written "
-                f"({step.partitions_text}); first offending value: {value!r}; nothing was published",
+                f"the output has null values in partition column(s) {cols}",
+                asset=step.asset, partition=step.partitions_text, hint="fill the partition column of every row",
+            )
+        if bad:
+            raise PartitionError(
+                f"the output has {bad} row(s) outside the partitions being written "
+                f"({step.partitions_text}); first offending value: {value}; nothing was published",
                 asset=step.asset,
                 partition=step.partitions_text,
                 hint="filter the output to ctx.partition.start <= column < ctx.partition.end",
-            )
-        nulls = sum(table.column(c).null_count for c in step.spec.partition_column)
-        if nulls:
-            raise PartitionError(
-                f"the output has null values in partition column(s) {list(step.spec.partition_column)}",
-                asset=step.asset, partition=step.partitions_text, hint="fill the partition column of every row",
             )
 
     if isinstance(data, pa.Table):
