@@ -463,7 +463,7 @@ def asset(fn: Callable[..., Any] | None = None, /, **kwargs: Any) -> Any:
     it stays callable in plain unit tests; the declaration is attached as
     ``fn.__lakehouse_asset__`` and registered in :data:`REGISTRY`.
 
-    Args:
+    Keyword Args:
         name: the asset name (default: the function name).
         namespace: a folder such as ``"sales"``; the key becomes ``sales/name``.
         deps: order-only upstreams (run before, not passed in).
