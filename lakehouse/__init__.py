@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .assets import AssetSpec, Context, PartitionContext, WriteMode, asset, merge
+from ._logging import install as _install_logging
 from .config import Settings
 from .errors import (
     CatalogError,
@@ -33,6 +34,8 @@ from .partitions import daily, hourly, monthly, multi, static, upstream, weekly
 from .checks import CheckResult, accepted_values, check, expect, not_null, row_count, unique
 
 __version__ = "0.1.0"
+
+_install_logging()  # log records carry run_id/asset/partition; silent unless logging is configured
 
 # Public names whose modules import heavy packages: resolved on first access.
 _LAZY = {
@@ -66,5 +69,5 @@ __all__ = [
     "MaterializeError", "OutputError", "PartitionContext", "PartitionError", "RunResult", "SchemaError", "Settings",
     "StorageError", "TableInfo", "UnknownAssetError", "WriteMode", "__version__", "asset", "daily", "hourly",
     "merge", "monthly", "multi", "static", "upstream", "weekly",
-]
     "CheckResult", "accepted_values", "check", "expect", "not_null", "row_count", "unique",
+]

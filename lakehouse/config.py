@@ -72,6 +72,9 @@ class Settings:
             longer than about a second).
         project: the module (``pkg.assets``) or ``.py`` file defining the assets; the
             ``lakehouse`` command line uses it when ``--project`` is not given.
+        openlineage: send OpenLineage events for every asset step, e.g.
+            ``{"transport": "file", "path": "events.jsonl"}`` or
+            ``{"transport": "http", "url": "http://localhost:5000"}`` (see docs/lineage.md).
     """
 
     warehouse: str = "./lake"
@@ -85,6 +88,7 @@ class Settings:
     iceberg_catalog: Mapping[str, str] = field(default_factory=dict, repr=False)
     progress: bool | None = None
     project: str | None = None
+    openlineage: Mapping[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -273,6 +277,19 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         raise ConfigError(
             f"progress={value!r} from {source} is not a boolean", hint="true or false"
         )
+    if key == "openlineage":
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ConfigError(f"openlineage from {source} is not a JSON object",
+                                  hint='e.g. {"transport": "file", "path": "lineage.jsonl"}') from None
+        if not isinstance(value, Mapping) or "transport" not in value:
+            raise ConfigError(f"openlineage={value!r} from {source} must be a mapping with a 'transport'",
+                              hint='e.g. {"transport": "http", "url": "http://localhost:5000"}')
+        return dict(value)
     if key in ("warehouse", "catalog", "local_dir", "project"):
         if value is None and key != "warehouse":
             return None

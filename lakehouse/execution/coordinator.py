@@ -20,6 +20,7 @@ from ..checks import checks_of
 from ..plan import UNIT, Plan, map_up
 from .result import RunResult
 from .local import SerialExecutor, Task, ThreadExecutor, schedule
+from .observe import RunObserver
 from .step import Step, StepInput, StepResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,6 +92,7 @@ def run_plan(
     executor, owned = make_executor(lake)
     bar = _progress(progress, len(tasks), lake)
     counter = [0]
+    observer = RunObserver(lake, run_id, plan.assets(), len(tasks))  # logs, spans, metrics, OpenLineage
 
     def make_step(task: Task) -> Step | StepResult:
         spec = graph.specs[task.asset]
@@ -120,7 +122,9 @@ def run_plan(
         known = current.get(task.asset)
         target = lake.table_ref(spec, known[0] if known else None)
         return Step(step_id, run_id, spec, task.ranges, target, tuple(inputs),
-                    code_versions[task.asset], task.reason, text, deps, checks=checks_of(spec))
+                    code_versions[task.asset], task.reason, text, deps, checks=checks_of(spec),
+                    column_lineage=observer.wants_lineage(task.asset, code_versions[task.asset]),
+                    trace=observer.carrier())
 
     def submit(task: Task) -> Future[StepResult]:
         step = make_step(task)
@@ -129,6 +133,7 @@ def run_plan(
             fut.set_result(step)
             return fut
         task_steps[id(task)] = step
+        observer.step_started(step)
         return executor.submit(step)
 
     task_steps: dict[int, Step] = {}
@@ -146,8 +151,9 @@ def run_plan(
             code_version=code_versions[task.asset], version=res.version, seq=res.seq, rows=res.rows,
             schema_fp=res.schema_fp, inputs=step.input_versions if step else (), started_at=res.started_at,
             seconds=res.seconds, error=res.error, format=lake.format_of(spec),
-            table_uri=lake.table_ref(spec).uri, extra={"worker": res.worker, **dict(res.extra)},
+            table_uri=lake.table_ref(spec).uri, extra={"worker": res.worker, **dict(res.extra), **observer.record_extra(step)},
         ))
+        observer.step_finished(step, res)
         for chk in res.checks:
             extra["checks"].append({"run_id": run_id, "asset": task.asset, "partitions": text,
                                     "checked_at": res.started_at + res.seconds, **chk})
@@ -171,6 +177,7 @@ def run_plan(
     try:
         schedule(tasks, submit, on_result, on_skip, max_parallel=executor.max_parallel)
     finally:
+        observer.close()
         if owned:
             executor.close()
         if bar is not None:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import telemetry
 from .audit import Outcome, run_checks
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,6 +97,7 @@ def write_audit_publish(
             fmt.discard(staged)
             return Published(None, outcomes, staged.rows, time.perf_counter() - t0)
         fault("after_files", asset)
+        telemetry.phase("commit")
         seconds = _timed(prov, staged.rows, staged.schema_fp, started, t0)
         try:
             result = fmt.publish(staged, prov)
@@ -118,6 +120,7 @@ def write_audit_publish(
             return Published(None, outcomes, table.num_rows, time.perf_counter() - t0)
     from ..storage import schema_fingerprint
 
+    telemetry.phase("commit")
     seconds = _timed(prov, table.num_rows, schema_fingerprint(table.schema), started, t0)
     kwargs: dict[str, Any] = {}
     if _accepts(fmt.write, "before_commit"):

@@ -72,6 +72,8 @@ class Step:
     partitions_text: str | None = None
     deps: tuple[InputVersion, ...] = ()
     checks: tuple[Any, ...] = ()  # the asset's checks (lakehouse.checks.Check), run before the commit
+    column_lineage: bool = False  # compute column lineage (the code version has none stored yet)
+    trace: Mapping[str, str] = field(default_factory=dict)  # W3C trace context of the run's span
 
     @property
     def asset(self) -> str:
@@ -102,8 +104,9 @@ class StepResult:
     retryable: bool = False
     worker: str = ""
     checks: tuple[dict[str, Any], ...] = ()
-    column_lineage: Any = None
+    column_lineage: Any = None  # JSON of engines.column_lineage.ColumnLineage, when asked for
     extra: Mapping[str, Any] = field(default_factory=dict)
+    output_schema: tuple[tuple[str, str], ...] = ()  # (name, Arrow type) of the written data
 
 
 def provenance(step: Step) -> dict[str, str]:
@@ -135,6 +138,13 @@ def partition_context(spec: AssetSpec, ranges: RangeSet) -> PartitionContext | N
 
 def run_step(step: Step) -> StepResult:
     """Compute and commit one step; errors become a failed result, never an exception."""
+    from .telemetry import StepTelemetry
+
+    tel = StepTelemetry(step)  # log context, spans (read/compute/checks/commit), column lineage
+    return tel.end(_run_step(step, tel))
+
+
+def _run_step(step: Step, tel: Any) -> StepResult:
     started = time.time()
     t0 = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -155,6 +165,7 @@ def run_step(step: Step) -> StepResult:
                 log=logging.LoggerAdapter(log, {"run_id": step.run_id, "asset": step.asset,
                                                 "partition": step.partitions_text}),
             )
+            tel.phase("read")
             kwargs: dict[str, Any] = {}
             for inp in step.inputs:
                 in_fmt = get_format(inp.ref.format)
@@ -166,12 +177,16 @@ def run_step(step: Step) -> StepResult:
                     arrow=None,
                     table=_native_factory(in_fmt, inp.ref),
                 )
-                kwargs[inp.param] = engine.prepare(source, inp.annotation)
+                kwargs[inp.param] = tel.input(inp, engine.prepare(source, inp.annotation))
             if spec.context_param:
                 kwargs[spec.context_param] = ctx
-            value = engine.call(spec.fn, kwargs, ctx, step.asset)
-            # column-lineage hook: analyse `value` (LazyFrame plan / relation SQL) here
+            tel.phase("compute")
+            with tel.capture():
+                value = engine.call(spec.fn, kwargs, ctx, step.asset)
+            # column-lineage hook: the LazyFrame plan / relation SQL, before it is consumed
+            tel.analyse(value, engine)
             data = to_arrow(value, step.asset)
+            tel.output(data)
             write_predicate = None
             pred = None
             if spec.partitions is not None:
@@ -180,6 +195,7 @@ def run_step(step: Step) -> StepResult:
                 pred = predicate(spec.partitions, rng, spec.partition_column)
                 data = _validated(data, pred, step)
                 write_predicate = predicate_sql(pred)
+            tel.phase("checks")
             # checks hook: write-audit-publish (stage, run the checks, ONE commit if they pass)
             from .publish import write_audit_publish
 
