@@ -43,10 +43,12 @@ _LAZY = {
     "RunResult": ("lakehouse.execution.result", "RunResult"),
     "TableInfo": ("lakehouse.api", "TableInfo"),
     "Lineage": ("lakehouse.api", "Lineage"),
+    "DaskExecutor": ("lakehouse.execution.dask", "DaskExecutor"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import Lakehouse, Lineage, TableInfo
+    from .execution.dask import DaskExecutor
     from .execution.result import RunResult
 
 
@@ -64,7 +66,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "AssetSpec", "CatalogError", "CheckFailedError", "CommitConflictError", "ConfigError", "Context", "CycleError",
+    "AssetSpec", "CatalogError", "CheckFailedError", "CommitConflictError", "ConfigError", "Context", "CycleError", "DaskExecutor",
     "DefinitionError", "DuplicateAssetError", "Lakehouse", "LakehouseError", "LeaseError", "Lineage",
     "MaterializeError", "OutputError", "PartitionContext", "PartitionError", "RunResult", "SchemaError", "Settings",
     "StorageError", "TableInfo", "UnknownAssetError", "WriteMode", "__version__", "asset", "daily", "hourly",

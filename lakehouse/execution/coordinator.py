@@ -19,7 +19,7 @@ from ..partitions import RangeSet, predicate
 from ..checks import checks_of
 from ..plan import UNIT, Plan, map_up
 from .result import RunResult
-from .local import SerialExecutor, Task, ThreadExecutor, schedule
+from .local import SerialExecutor, Task, ThreadExecutor, gate_new_tables, schedule
 from .observe import RunObserver
 from .step import Step, StepInput, StepResult
 
@@ -162,7 +162,7 @@ def run_plan(
                                            "recorded_at": time.time(), "column_lineage": res.column_lineage})
         rows_out.append({"asset": task.asset, "partitions": text, "status": res.status, "reason": task.reason,
                          "rows": res.rows, "version": res.version, "seconds": round(res.seconds, 4),
-                         "error": res.error})
+                         "error": _located(res, text)})
         if bar is not None:
             bar.update(1)
 
@@ -175,6 +175,7 @@ def run_plan(
             bar.update(1)
 
     try:
+        gate_new_tables(tasks, lambda asset: asset in current)
         schedule(tasks, submit, on_result, on_skip, max_parallel=executor.max_parallel)
     finally:
         observer.close()
@@ -194,6 +195,21 @@ def run_plan(
             ordered.append({"asset": key, "partitions": None, "status": "skipped", "reason": "fresh", "rows": None,
                             "version": None, "seconds": 0.0, "error": None})
     return RunResult(run_id, ordered)
+
+
+def _located(res: StepResult, partitions: str | None) -> str | None:
+    """A step's error as ``partition P, worker W: message`` (the row already names the asset)."""
+    if not res.error:
+        return res.error
+    text = res.error
+    for head in (f"asset '{res.asset}', partition {partitions}: ", f"asset '{res.asset}': "):
+        if text.startswith(head):
+            text = text[len(head):]
+            break
+    parts = [f"partition {partitions}"] if partitions else []
+    if res.worker:
+        parts.append(f"worker {res.worker}")
+    return ", ".join(parts) + ": " + text if parts else text
 
 
 def _dedupe_code_versions(rows: list[dict[str, Any]], catalog: Any) -> list[dict[str, Any]]:

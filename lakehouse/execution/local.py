@@ -44,9 +44,13 @@ class ThreadExecutor:
         self._pool.shutdown(wait=True)
 
 
-@dataclass
+@dataclass(eq=False)
 class Task:
-    """One unit of scheduling: an asset range, waiting on assets of the same run."""
+    """One unit of scheduling: an asset range, waiting on assets of the same run.
+
+    ``after`` holds a task back until another one finished (the first write that creates
+    a new table goes alone, so parallel chunks never race to create it).
+    """
 
     asset: str
     ranges: RangeSet
@@ -55,6 +59,26 @@ class Task:
     attempts: int = 0
     retries: int = 0
     result: StepResult | None = field(default=None, repr=False)
+    after: Task | None = field(default=None, repr=False)
+    done: bool = False
+    not_before: float = 0.0
+
+
+def gate_new_tables(tasks: list[Task], has_table: Callable[[str], bool]) -> None:
+    """Hold every chunk of an asset without a table back until its first chunk finished.
+
+    Creating a table is the one write that parallel chunks cannot do concurrently (both
+    would try to commit its first version); once it exists, chunks overwrite their own
+    partitions in parallel.
+    """
+    first: dict[str, Task] = {}
+    for task in tasks:
+        if has_table(task.asset):
+            continue
+        if task.asset in first:
+            task.after = first[task.asset]
+        else:
+            first[task.asset] = task
 
 
 def schedule(
@@ -67,8 +91,11 @@ def schedule(
 ) -> None:
     """Run ``tasks`` as soon as every asset they wait for has completed.
 
-    A task whose upstream failed is skipped (``on_skip(task, upstream)``); retryable
-    failures are resubmitted up to ``task.retries`` times with exponential backoff.
+    Tasks are submitted the moment their upstream assets are complete (not level by
+    level), at most ``max_parallel`` at a time. A task whose upstream failed is skipped
+    (``on_skip(task, upstream)``); a failure marked retryable is resubmitted up to
+    ``task.retries`` times after ``backoff * 2**(attempt - 1)`` seconds, while other tasks
+    keep running.
     """
     remaining: dict[str, int] = {}
     for t in tasks:
@@ -83,45 +110,63 @@ def schedule(
                 return failed[a]
         return None
 
-    def ready(task: Task) -> bool:
+    def ready(task: Task, now: float) -> bool:
+        if task.not_before > now or (task.after is not None and not task.after.done):
+            return False
         return all(remaining.get(a, 0) == 0 for a in task.waits_for)
+
+    def finished(task: Task, ok: bool) -> None:
+        task.done = True
+        if ok:
+            return
+        # the first chunk of a new table failed: the next waiting chunk creates it instead
+        waiting = [t for t in pending if t.after is task]
+        for t in waiting:
+            t.after = waiting[0] if t is not waiting[0] else None
 
     while pending or running:
         progressed = True
         while progressed:
             progressed = False
+            now = time.monotonic()
             for task in list(pending):
                 cause = blocked_by(task)
                 if cause is not None:
                     pending.remove(task)
                     on_skip(task, cause)
+                    finished(task, ok=False)
                     _finish(task.asset, remaining, failed, failed_now=cause)
                     progressed = True
-                elif ready(task) and len(running) < max(1, max_parallel):
+                elif ready(task, now) and len(running) < max(1, max_parallel):
                     pending.remove(task)
                     task.attempts += 1
                     running[submit(task)] = task
                     progressed = True
+        delayed = [t.not_before for t in pending if t.not_before > time.monotonic()]
         if not running:
+            if delayed:  # only retries waiting for their backoff
+                time.sleep(max(0.0, min(delayed) - time.monotonic()))
+                continue
             for task in pending:  # cannot happen with waits_for inside the run; never hang
                 on_skip(task, "unschedulable")
             break
-        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        timeout = max(0.0, min(delayed) - time.monotonic()) if delayed else None
+        done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
         for fut in done:
             task = running.pop(fut)
             res = fut.result()
             if res.status == "failed" and res.retryable and task.attempts <= task.retries:
-                time.sleep(backoff * 2 ** (task.attempts - 1))
-                task.attempts += 1
-                running[submit(task)] = task
+                task.not_before = time.monotonic() + backoff * 2 ** (task.attempts - 1)
+                pending.insert(0, task)
                 continue
             task.result = res
+            ok = res.status == "materialized"
+            finished(task, ok)
             on_result(task, res)
-            _finish(task.asset, remaining, failed, failed_now=task.asset if res.status != "materialized" else None)
+            _finish(task.asset, remaining, failed, failed_now=None if ok else task.asset)
 
 
 def _finish(asset: str, remaining: dict[str, int], failed: dict[str, str], failed_now: str | None) -> None:
     remaining[asset] -= 1
     if failed_now is not None and asset not in failed:
         failed[asset] = failed_now
-

@@ -111,7 +111,10 @@ class DeltaFormat:
                     payload,
                     mode=kind,
                     partition_by=partition_by or None,
-                    predicate=predicate if (dt is not None and kind == "overwrite") else None,
+                    # the predicate also when creating: if another writer creates the table
+                    # first, this stays an exact partition overwrite (or conflicts), never a
+                    # full overwrite of what the other one wrote
+                    predicate=predicate if kind == "overwrite" else None,
                     schema_mode=delta_schema_mode,
                     storage_options=opts,
                     commit_properties=props,

@@ -146,14 +146,33 @@ def publish(fmt: Any, staged: Staged, provenance: Mapping[str, str]) -> WriteRes
     return WriteResult(str(version), version, staged.rows, staged.schema_fp)
 
 
+#: How often a partition publish is rebased onto commits made meanwhile in other partitions.
+_REBASES = 16
+
+
 def _commit(dl: Any, dt: Any, sdt: Any, adds: list[Any], staged: Staged, props: Any) -> None:
     tok = staged.token
     mode: WriteMode = tok["mode"]
     removes: list[Any] = []
     if mode.kind == "overwrite":
         removes = _removes(dl, dt, tok["where"], tok["predicate"] is None)
-    dt.create_write_transaction(removes + adds, mode="append", schema=sdt.schema(),
-                                partition_by=tok["partition_by"] or None, commit_properties=props)
+    for attempt in range(_REBASES + 1):
+        try:
+            dt.create_write_transaction(removes + adds, mode="append", schema=sdt.schema(),
+                                        partition_by=tok["partition_by"] or None, commit_properties=props)
+            return
+        except dl.exceptions.CommitFailedError:
+            # A file-level commit carries no read predicate, so delta-rs calls any concurrent
+            # remove a conflict, even one in other partitions (parallel chunks of one run).
+            # Rebase onto the newest version when the live files of the partitions replaced
+            # here are unchanged in it; otherwise another writer replaced them too: conflict.
+            if attempt == _REBASES or not removes or tok["where"] is None:
+                raise
+            dt = dl.DeltaTable(staged.ref.uri, storage_options=dict(staged.ref.storage_options) or None)
+            now = _removes(dl, dt, tok["where"], False)
+            if sorted(r.path for r in now) != sorted(r.path for r in removes):
+                raise
+            time.sleep(0.005 * (attempt + 1))
 
 
 def discard(fmt: Any, staged: Staged) -> None:

@@ -1,0 +1,344 @@
+"""Run steps on a Dask distributed cluster (layer 4).
+
+:class:`DaskExecutor` implements the :class:`~lakehouse.execution.Executor` seam: the
+coordinator keeps the plan and the catalog; each step is shipped to a worker, which reads
+its inputs, computes, runs checks, commits its table write and returns a small
+:class:`~lakehouse.execution.step.StepResult`.
+
+* Without an address it starts a ``distributed.LocalCluster`` on 127.0.0.1 with process
+  workers started by ``spawn`` (never ``fork``: a forked copy of a process that has used
+  deltalake or Polars deadlocks or panics), and closes it when the executor is closed.
+* Steps are serialized with cloudpickle. Functions whose module the workers cannot
+  import (``__main__``, notebook cells, modules built with ``exec``, and any module named
+  in ``by_value``) travel by value; everything else by reference.
+* A worker that dies mid-step has its step rerun on another worker by the Dask scheduler
+  (up to ``distributed.scheduler.allowed-failures`` times); partition overwrites are
+  exact, so a rerun replaces what the lost attempt may have committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from typing import Any
+
+from .._plugins import require
+from ..errors import ConfigError
+from .step import Step, StepResult
+
+#: Dask's own setting for the scheduler address (env ``DASK_SCHEDULER_ADDRESS``).
+_ADDRESS_KEY = "scheduler-address"
+
+
+class DaskExecutor:
+    """Run materializations on a Dask distributed cluster.
+
+    Args:
+        address: scheduler address of an existing cluster (``"tcp://host:8786"``). ``None``
+            uses Dask's ``scheduler-address`` setting (``DASK_SCHEDULER_ADDRESS``) when set,
+            and otherwise starts a local cluster of process workers on 127.0.0.1.
+        n_workers: worker processes of the local cluster.
+        threads_per_worker: threads per local worker (1 keeps pure-Python assets
+            parallel; Polars, DuckDB and delta-rs use their own threads inside a step).
+        memory_limit: per-worker memory limit of the local cluster (Dask's syntax).
+        client: an existing ``distributed.Client`` to use instead of ``address``
+            (e.g. from dask-kubernetes or dask-jobqueue); it is not closed by ``close()``.
+        by_value: module names (or package prefixes) whose functions are shipped by value
+            even though they are importable here (modules not installed on the workers).
+        max_parallel: steps handed to the cluster at once (default: twice its threads, so
+            every worker has its next step queued).
+        cluster_options: further keyword arguments for ``distributed.LocalCluster``.
+
+    The executor starts its cluster on first use and keeps it across ``materialize()``
+    calls; ``close()`` (or a ``with`` block, or interpreter exit) shuts down a cluster it
+    started. A closed executor starts again on its next use.
+
+    >>> ex = DaskExecutor(n_workers=2)
+    >>> ex.name, ex.started
+    ('dask', False)
+    """
+
+    name = "dask"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        n_workers: int = 2,
+        threads_per_worker: int = 1,
+        memory_limit: str | float | None = "auto",
+        client: Any = None,
+        by_value: Iterable[str] = (),
+        max_parallel: int | None = None,
+        cluster_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if address is not None and client is not None:
+            raise ConfigError("DaskExecutor got both address= and client=", hint="pass one of them")
+        if n_workers < 1 or threads_per_worker < 1:
+            raise ConfigError(
+                f"DaskExecutor(n_workers={n_workers}, threads_per_worker={threads_per_worker}) needs both >= 1",
+                hint="e.g. DaskExecutor(n_workers=2)",
+            )
+        self.address = address
+        self.n_workers = n_workers
+        self.threads_per_worker = threads_per_worker
+        self.memory_limit = memory_limit
+        self.by_value = tuple(by_value)
+        self.cluster_options = dict(cluster_options or {})
+        self._max_parallel = max_parallel
+        self._given_client = client
+        self._client: Any = client
+        self._cluster: Any = None
+        self._lock = threading.RLock()
+        self._futures: dict[str, Any] = {}
+        self._finalizer: weakref.finalize | None = None
+        self._seq = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """True while the executor holds a client (and its cluster, if it started one)."""
+        return self._client is not None
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` (the cluster is started or connected on first use)."""
+        return self.start()._client
+
+    @property
+    def cluster(self) -> Any:
+        """The ``LocalCluster`` this executor started, or ``None`` for an external cluster."""
+        return self._cluster
+
+    def start(self) -> DaskExecutor:
+        """Start the local cluster or connect to the scheduler now (otherwise: on first use)."""
+        with self._lock:
+            if self._client is not None:
+                return self
+            require("distributed", "dask")
+            import dask
+            import distributed
+
+            address = self.address or dask.config.get(_ADDRESS_KEY, None)
+            if address:
+                try:
+                    self._client = distributed.Client(address, set_as_default=False, timeout="20s")
+                except (OSError, TimeoutError) as exc:
+                    raise ConfigError(
+                        f"cannot reach the Dask scheduler at {address}: {exc}",
+                        hint="check the address and that `dask scheduler` runs there, or use DaskExecutor() "
+                        "for a local cluster",
+                    ) from exc
+            else:
+                # Pinned globally, not in a context: the nanny reads it again whenever it
+                # restarts a worker that died.
+                dask.config.set({"distributed.worker.multiprocessing-method": "spawn"})
+                options: dict[str, Any] = {
+                    "n_workers": self.n_workers,
+                    "threads_per_worker": self.threads_per_worker,
+                    "processes": True,
+                    "host": "127.0.0.1",
+                    "dashboard_address": None,
+                    "memory_limit": self.memory_limit,
+                }
+                options.update(self.cluster_options)
+                self._cluster = distributed.LocalCluster(**options)
+                self._client = distributed.Client(self._cluster, set_as_default=False)
+            self._finalizer = weakref.finalize(self, _shutdown, self._client, self._cluster,
+                                               self._given_client is None)
+            return self
+
+    def close(self) -> None:
+        """Close the client and shut down the cluster this executor started."""
+        with self._lock:
+            if self._finalizer is not None:
+                self._finalizer()
+                self._finalizer = None
+            self._client = self._given_client
+            self._cluster = None
+            self._futures.clear()
+
+    def __enter__(self) -> DaskExecutor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self.address or ("client" if self._given_client is not None else f"local x{self.n_workers}")
+        return f"DaskExecutor({where}, {'started' if self.started else 'not started'})"
+
+    # -- the Executor seam -----------------------------------------------------------------
+
+    @property
+    def max_parallel(self) -> int:
+        """Steps in flight at once: ``max_parallel=`` or twice the cluster's threads."""
+        if self._max_parallel is not None:
+            return self._max_parallel
+        info = self.client.scheduler_info()
+        threads = sum(int(w.get("nthreads", 1)) for w in info.get("workers", {}).values())
+        return max(2, 2 * (threads or self.n_workers * self.threads_per_worker))
+
+    def submit(self, step: Step) -> Future[StepResult]:
+        """Ship ``step`` to the cluster; the future resolves to its result (never raises)."""
+        out: Future[StepResult] = Future()
+        out.set_running_or_notify_cancel()
+        try:
+            payload = self._dumps(step)
+        except Exception as exc:  # noqa: BLE001 - unpicklable function or closure
+            out.set_result(_failure(
+                step, f"cannot ship the step to the Dask workers: {type(exc).__name__}: {exc}",
+                "PicklingError", worker="coordinator",
+                hint="asset functions must be picklable: avoid closing over locks, connections or open files",
+            ))
+            return out
+        client = self.client
+        with self._lock:
+            self._seq += 1
+            key = f"lakehouse-{_safe(step.asset)}-{step.step_id}-{self._seq}"
+        dfut = client.submit(_run_remote, payload, key=key, pure=False)
+        self._futures[key] = dfut  # a Dask future dropped by every holder is cancelled
+
+        def settle(fut: Any) -> None:
+            self._futures.pop(key, None)
+            try:
+                out.set_result(_settle(fut, step))
+            except Exception as exc:  # noqa: BLE001 - never leave the coordinator waiting
+                out.set_result(_failure(step, f"{type(exc).__name__}: {exc}", type(exc).__name__))
+
+        dfut.add_done_callback(settle)
+        return out
+
+    # -- shipping code ------------------------------------------------------------------------
+
+    def _dumps(self, step: Step) -> bytes:
+        """``step`` pickled with cloudpickle, with non-importable modules by value."""
+        cloudpickle = require("cloudpickle", "dask")
+        with self._lock:
+            registered = []
+            for module in self._by_value_modules(step):
+                try:
+                    cloudpickle.register_pickle_by_value(module)
+                except ValueError:  # already registered
+                    continue
+                registered.append(module)
+            try:
+                return bytes(cloudpickle.dumps(step))
+            finally:
+                for module in registered:
+                    cloudpickle.unregister_pickle_by_value(module)
+
+    def _by_value_modules(self, step: Step) -> list[Any]:
+        fns = [step.spec.fn, step.spec.observe]
+        fns += [getattr(c, "fn", None) for c in step.spec.checks]
+        out: dict[str, Any] = {}
+        for fn in fns:
+            name = getattr(fn, "__module__", None)
+            if not name or name == "__main__" or name in out:
+                continue  # cloudpickle ships __main__ by value on its own
+            module = sys.modules.get(name)
+            if module is None:
+                continue  # not importable here either: cloudpickle ships it by value
+            wanted = any(name == p or name.startswith(p + ".") for p in self.by_value)
+            if wanted or not getattr(module, "__file__", None):
+                out[name] = module
+        return list(out.values())
+
+
+def _shutdown(client: Any, cluster: Any, owns_client: bool) -> None:
+    if owns_client and client is not None:
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001, S110 - best effort at shutdown
+            pass
+    if cluster is not None:
+        try:
+            cluster.close()
+        except Exception:  # noqa: BLE001, S110
+            pass
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:80]
+
+
+def _worker_name() -> str:
+    here = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        from distributed import get_worker
+
+        return f"{get_worker().address} ({here})"
+    except (ImportError, ValueError):
+        return here
+
+
+def _run_remote(payload: bytes) -> StepResult | tuple[str, str, str]:
+    """The task run on a worker: unpickle the step, run it, tag the result with the worker."""
+    import pickle
+
+    try:
+        step = pickle.loads(payload)
+    except Exception as exc:  # noqa: BLE001 - e.g. a module missing on the worker
+        return ("unpicklable", _worker_name(), f"{type(exc).__name__}: {exc}")
+    from .step import run_step
+
+    result = run_step(step)
+    return dataclasses.replace(result, worker=_worker_name())
+
+
+def _settle(fut: Any, step: Step) -> StepResult:
+    """A finished Dask future as a :class:`StepResult` (errors become failed results)."""
+    status = fut.status
+    if status == "finished":
+        value = fut.result()
+        if isinstance(value, StepResult):
+            return _with_source_file(value, step)
+        _, worker, text = value
+        return _failure(
+            step, f"the worker could not load the step: {text}", "PicklingError", worker=worker,
+            hint="install the module defining the asset on the workers, or ship it with "
+            "DaskExecutor(by_value=['module'])",
+        )
+    if status == "cancelled":
+        return _failure(step, "the Dask cluster cancelled the step (scheduler restarted or client disconnected)",
+                        "CancelledError", retryable=True)
+    exc = fut.exception()
+    last = getattr(exc, "last_worker", None)
+    if last is not None:
+        worker = getattr(last, "address", str(last))
+        return _failure(
+            step, f"every worker that ran this step died ({exc})", "KilledWorker", worker=worker,
+            hint="a step that kills its worker is often out of memory: return a pl.LazyFrame so the write "
+            "streams, lower max_partitions_per_run, or raise the workers' memory_limit",
+        )
+    return _failure(step, f"{type(exc).__name__}: {exc}", type(exc).__name__)
+
+
+def _with_source_file(result: StepResult, step: Step) -> StepResult:
+    """Point ``(at <dynamic-code>:N)`` of a function shipped by value back at its file."""
+    code = getattr(step.spec.fn, "__code__", None)
+    if not result.error or code is None or "<dynamic-code>" not in result.error:
+        return result
+    return dataclasses.replace(result, error=result.error.replace("<dynamic-code>", code.co_filename))
+
+
+def _failure(step: Step, text: str, error_type: str, *, worker: str = "", hint: str | None = None,
+             retryable: bool = False) -> StepResult:
+    rng = step.ranges
+    start, end = (rng.ranges[0][0], rng.ranges[-1][1]) if rng else (0, 1)
+    where = f"asset '{step.asset}'" + (f", partition {step.partitions_text}" if step.partitions_text else "")
+    message = f"{where}: {text}" + (f"\n  hint: {hint}" if hint else "")
+    return StepResult(step.step_id, step.asset, start, end, "failed", time.time(), 0.0,
+                      error=message, error_type=error_type, retryable=retryable, worker=worker)
+
+
+__all__ = ["DaskExecutor"]
