@@ -45,7 +45,8 @@ _CHOICES = {
 #: Other spellings accepted for a setting, in every source.
 ALIASES = {"concurrency": "max_workers", "catalog_url": "catalog"}
 
-#: Settings holding a local path: relative values from a file are relative to that file.
+#: Settings holding a local path: relative values from a file are relative to that file
+#: (so is ``project`` when it names a ``.py`` file).
 _PATH_KEYS = ("warehouse", "local_dir")
 
 
@@ -164,8 +165,11 @@ class Settings:
             file_values, file_path, file_label = {}, None, ""
         for raw_key, value in file_values.items():
             key = _canonical(raw_key, names, file_label)
-            if key in _PATH_KEYS and file_path is not None and isinstance(value, str):
-                value = _relative_to(value, file_path.parent)
+            if file_path is not None and isinstance(value, str) and (
+                key in _PATH_KEYS or (key == "project" and value.split(":")[0].endswith(".py"))
+            ):
+                path, colon, attr = value.partition(":") if key == "project" else (value, "", "")
+                value = _relative_to(path, file_path.parent) + colon + attr
             values[key] = value
             sources[key] = f"{file_label}, key {raw_key!r}"
         environ = os.environ if env is None else env
