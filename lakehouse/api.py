@@ -382,16 +382,66 @@ class Lakehouse:
         return Lineage(key, up, down, list(g.parents[key]), list(g.children[key]), edges, self)
 
     def provenance(self, name: str, version: str | int | None = None, depth: int | None = None) -> pl.DataFrame:
-        """The upstream versions that produced one version of an asset (default: current).
+        """The full tree of materializations behind one version of an asset (default: current).
+
+        Built from the catalog's records only, so it survives later rewrites of the
+        upstream tables and changes to the definitions (a removed asset can still be
+        asked about). A version of a partitioned table is made of every materialization
+        still live in it; upstream, only the partitions each materialization consumed count.
+
+        Args:
+            name: the asset.
+            version: a table version (Delta version, Iceberg snapshot id); default current.
+            depth: how many levels of upstream materializations to include (0: only the
+                asset's own); default all.
 
         Returns:
             ``asset, version, partitions, input, input_version, run_id, code_version,
             materialized_at, depth``: one row per input of every materialization in the
-            tree behind the version (``depth`` limits how far up it goes).
+            tree (``input`` is null for a materialization that read no asset).
         """
-        from .views import provenance_frame
+        from .lineage import provenance_frame
 
-        return provenance_frame(self, self._spec(name).key, None if version is None else str(version), depth)
+        return provenance_frame(self, name, None if version is None else str(version), depth)
+
+    def impact(self, name: str, version: str | int | None = None) -> pl.DataFrame:
+        """Every downstream materialization that consumed a version of an asset, transitively.
+
+        What must be recomputed or deleted if that version was wrong. A consumer counts when
+        it read the asset at that version or later while rows of that version were still
+        in the partitions it read.
+
+        Args:
+            name: the asset.
+            version: the suspect table version; default the current one.
+
+        Returns:
+            ``asset, partitions, version, input, input_version, run_id, code_version,
+            materialized_at, current, depth``: ``current`` says whether the consumer's
+            rows are still in its table (then recompute it); ``depth`` 1 is a direct consumer.
+        """
+        from .lineage import impact_frame
+
+        return impact_frame(self, name, None if version is None else str(version))
+
+    def column_lineage(self, ref: str, direction: str = "upstream", *, indirect: bool = True) -> pl.DataFrame:
+        """Follow one column through the whole graph.
+
+        Args:
+            ref: ``"asset.column"``.
+            direction: ``"upstream"`` (where it comes from) or ``"downstream"`` (what
+                is derived from it).
+            indirect: include filter/join keys (edges with a null ``column``: they decide
+                which rows exist rather than a value).
+
+        Returns:
+            ``asset, column, source_asset, source_column, kind, depth``: one row per edge
+            (``kind`` is ``identity``, ``transformed``, ``aggregated``, ``filter/join key``
+            or ``unknown``); depth 1 is the asset itself (upstream) or its direct consumers.
+        """
+        from .lineage import column_lineage_frame
+
+        return column_lineage_frame(self, ref, direction, indirect=indirect)
 
     def checks(self, name: str | None = None) -> pl.DataFrame:
         """The history of data-quality checks of an asset (or of all), newest first.
@@ -406,12 +456,15 @@ class Lakehouse:
 
     def history(self, name: str) -> pl.DataFrame:
         """Every materialization of an asset, newest first."""
+        from .lineage import recorded_key
         from .views import history_frame
 
-        return history_frame(self, self._spec(name).key)
+        return history_frame(self, recorded_key(self, name))
 
     def _column_lineage_rows(self, key: str) -> list[dict[str, Any]]:
-        return []
+        from .lineage import column_rows
+
+        return column_rows(self, key)
 
     # -- display --------------------------------------------------------------------------
 

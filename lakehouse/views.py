@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from .errors import UnknownAssetError
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -133,42 +131,10 @@ def history_frame(lake: Lakehouse, key: str) -> pl.DataFrame:
 
 
 def provenance_frame(lake: Lakehouse, key: str, version: str | None, depth: int | None) -> pl.DataFrame:
-    """See :meth:`lakehouse.Lakehouse.provenance`."""
-    import polars as pl
+    """See :meth:`lakehouse.Lakehouse.provenance` (implemented in :mod:`lakehouse.lineage`)."""
+    from .lineage import provenance_frame as frame
 
-    catalog = lake.catalog
-    if version is None:
-        st = catalog.state([key]).get(key, [])
-        if not st:
-            raise UnknownAssetError("has never been materialized", asset=key, hint=f"run lake.materialize({key!r})")
-        version = max(st, key=lambda r: r.seq).version
-    rows: list[dict[str, Any]] = []
-    queue: deque[tuple[str, str | None, int]] = deque([(key, version, 0)])
-    seen: set[tuple[str, str | None]] = set()
-    while queue:
-        asset, ver, level = queue.popleft()
-        if (asset, ver) in seen or (depth is not None and level >= depth):
-            continue
-        seen.add((asset, ver))
-        mats = [m for m in catalog.materializations(asset, version=ver) if m["status"] in ("materialized", "adopted")]
-        if not mats:
-            if level == 0:
-                raise UnknownAssetError(f"has no recorded version {ver!r}", asset=asset,
-                                        hint="see lake.history(name) for the recorded versions")
-            continue
-        m = mats[-1]
-        base = {"asset": asset, "version": ver, "partitions": m["partitions"], "run_id": m["run_id"],
-                "code_version": m["code_version"], "materialized_at": _ts((m["started_at"] or 0) + (m["seconds"] or 0)),
-                "depth": level}
-        if not m["inputs"]:
-            rows.append({**base, "input": None, "input_version": None})
-        for inp in m["inputs"]:
-            rows.append({**base, "input": inp.asset, "input_version": inp.version})
-            queue.append((inp.asset, inp.version, level + 1))
-    schema = {"asset": pl.String, "version": pl.String, "partitions": pl.String, "input": pl.String,
-              "input_version": pl.String, "run_id": pl.String, "code_version": pl.String,
-              "materialized_at": pl.Datetime("us", "UTC"), "depth": pl.Int64}
-    return pl.DataFrame(rows, schema=schema)
+    return frame(lake, key, version, depth)
 
 
 def lakehouse_html(lake: Lakehouse) -> str:
