@@ -206,12 +206,14 @@ class Lakehouse:
 
     def code_versions(self) -> dict[str, str]:
         """The current code version of every asset."""
-        from .fingerprint import code_version
+        from .fingerprint import code_versions
 
-        out = {}
-        for key, spec in self.graph.specs.items():
-            out[key] = spec.code_version or (code_version(spec.fn) if spec.fn is not None else "source")
-        return out
+        specs = self.graph.specs
+        computed = code_versions(s.fn for s in specs.values() if s.code_version is None and s.fn is not None)
+        return {
+            key: spec.code_version or (computed[spec.fn] if spec.fn is not None else "source")
+            for key, spec in specs.items()
+        }
 
     def _targets(self, keys: Sequence[str], partitions: Any) -> dict[str, RangeSet]:
         from .plan import universe
