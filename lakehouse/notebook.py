@@ -71,11 +71,11 @@ def _clip(text: str, n: int = MAX_LABEL) -> str:
 
 
 def partition_summary(defn: PartitionsDefinition | None, stale: int = 0) -> str:
-    """A short text for a node: ``daily · 365`` (and ``3 stale`` when some are).
+    """A short text for a node: ``daily · 365``, or ``daily · 2/365 stale`` when some are.
 
     >>> from lakehouse.partitions import daily
     >>> partition_summary(daily("2013-01-01", "2014-01-01"), stale=2)
-    'daily · 365 · 2 stale'
+    'daily · 2/365 stale'
     """
     if defn is None:
         return ""
@@ -91,10 +91,7 @@ def partition_summary(defn: PartitionsDefinition | None, stale: int = 0) -> str:
         n = f"{defn.count():,}"
     except Exception:  # an open-ended definition counted at a bad time: still draw
         n = "?"
-    text = f"{kind} · {n}"
-    if stale:
-        text += f" · {stale:,} stale"
-    return text
+    return f"{kind} · {stale:,}/{n} stale" if stale else f"{kind} · {n}"
 
 
 def layout(keys: Sequence[str], parents: Mapping[str, Sequence[str]]) -> dict[str, tuple[int, int]]:
@@ -254,17 +251,17 @@ def graph_svg(
 
 def _sub_label(graph: AssetGraph, key: str, st: NodeState) -> str:
     spec = graph.specs[key]
-    parts = []
-    summary = partition_summary(spec.partitions, st.stale_partitions if st.state == "stale" else 0)
+    summary = partition_summary(spec.partitions, st.stale_partitions if st.state != "fresh" else 0)
+    reason = st.reason if st.state in ("stale", "failed") else None
     if summary:
-        parts.append(summary)
-    if st.state in ("stale", "failed") and st.reason:
-        parts.append(st.reason)
-    elif st.state == "fresh" and not summary:
-        parts.append("fresh")
-    if not parts:
-        parts.append(spec.engine if spec.format is None else f"{spec.engine} · {spec.format}")
-    return _clip(" · ".join(parts), MAX_LABEL + 6)
+        if reason and len(summary) + len(reason) + 3 <= MAX_LABEL:
+            return f"{summary} · {reason}"
+        return summary
+    if reason:
+        return _clip(reason, MAX_LABEL)
+    if st.state == "fresh":
+        return "fresh"
+    return spec.engine if spec.format is None else f"{spec.engine} · {spec.format}"
 
 
 def node_states(lake: Lakehouse) -> dict[str, NodeState]:
@@ -317,7 +314,12 @@ def lakehouse_html(lake: Lakehouse) -> str:
         ("assets", f"{len(graph)} ({partitioned} partitioned)"),
         ("stale", "?" if states is None else f"{n_stale} of {len(graph)}"),
     ]
-    body = _html.table(("", ""), info) + problem
+    body = (
+        "<table>"
+        + "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in info)
+        + "</table>"
+        + problem
+    )
     if len(graph):
         body += _frame(graph_svg(graph, states=states))
     rows = []
