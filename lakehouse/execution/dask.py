@@ -56,6 +56,7 @@ class DaskExecutor:
         max_parallel: steps handed to the cluster at once (default: twice its threads, so
             every worker has its next step queued).
         cluster_options: further keyword arguments for ``distributed.LocalCluster``.
+        timeout: seconds to wait for the scheduler at ``address``.
 
     The executor starts its cluster on first use and keeps it across ``materialize()``
     calls; ``close()`` (or a ``with`` block, or interpreter exit) shuts down a cluster it
@@ -79,6 +80,7 @@ class DaskExecutor:
         by_value: Iterable[str] = (),
         max_parallel: int | None = None,
         cluster_options: Mapping[str, Any] | None = None,
+        timeout: float = 20.0,
     ) -> None:
         if address is not None and client is not None:
             raise ConfigError("DaskExecutor got both address= and client=", hint="pass one of them")
@@ -93,6 +95,7 @@ class DaskExecutor:
         self.memory_limit = memory_limit
         self.by_value = tuple(by_value)
         self.cluster_options = dict(cluster_options or {})
+        self.timeout = timeout
         self._max_parallel = max_parallel
         self._given_client = client
         self._client: Any = client
@@ -131,7 +134,7 @@ class DaskExecutor:
             address = self.address or dask.config.get(_ADDRESS_KEY, None)
             if address:
                 try:
-                    self._client = distributed.Client(address, set_as_default=False, timeout="20s")
+                    self._client = distributed.Client(address, set_as_default=False, timeout=self.timeout)
                 except (OSError, TimeoutError) as exc:
                     raise ConfigError(
                         f"cannot reach the Dask scheduler at {address}: {exc}",
@@ -147,7 +150,7 @@ class DaskExecutor:
                     "threads_per_worker": self.threads_per_worker,
                     "processes": True,
                     "host": "127.0.0.1",
-                    "dashboard_address": None,
+                    "dashboard_address": "127.0.0.1:0",  # no fixed port 8787: clusters can coexist
                     "memory_limit": self.memory_limit,
                 }
                 options.update(self.cluster_options)
