@@ -32,6 +32,7 @@ from .errors import (
 )
 from .partitions import daily, hourly, monthly, multi, static, upstream, weekly
 from .checks import CheckResult, accepted_values, check, expect, not_null, row_count, unique
+from .sources import delta_table, files, iceberg_table, source, sql_table
 
 __version__ = "0.1.0"
 
@@ -72,4 +73,5 @@ __all__ = [
     "StorageError", "TableInfo", "UnknownAssetError", "WriteMode", "__version__", "asset", "daily", "hourly",
     "merge", "monthly", "multi", "static", "upstream", "weekly",
     "CheckResult", "accepted_values", "check", "expect", "not_null", "row_count", "unique",
+    "delta_table", "files", "iceberg_table", "source", "sql_table",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -135,7 +135,10 @@ class Lakehouse:
         self._explicit = None if assets is None else collect(assets)
         self._graph_cache: tuple[tuple[int, ...], AssetGraph] | None = None
         self._catalog: SqlCatalog | None = None
-        self._extensions: list[Any] = [_check_failed]
+        self._extensions: list[Any] = [_check_failed, _sources]
+        #: The clock freshness (``max_age``) and observations are measured with: seconds
+        #: since the epoch. Replace it to test freshness without waiting.
+        self.clock: Callable[[], float] = time.time
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -298,6 +301,26 @@ class Lakehouse:
 
         return asset_status(self, name, expand=expand)
 
+    def observe(self, select: str | Sequence[str] | None = None, *, raise_on_error: bool = True) -> pl.DataFrame:
+        """Observe sources and record the versions that changed (see :mod:`lakehouse.sources`).
+
+        A changed version makes the assets that read the source stale with reason
+        ``source_changed``. ``materialize()`` does this first for the sources it reads.
+
+        Args:
+            select: sources to observe, or assets whose direct source upstreams to observe
+                (default: every source).
+            raise_on_error: raise :class:`~lakehouse.errors.StorageError` when a source
+                cannot be observed (after recording the others).
+
+        Returns:
+            ``source, partitions, version, previous, changed, observed_at, error``: one row
+            per changed partition, or one per source that did not change or failed.
+        """
+        from .execution.sources import observe
+
+        return observe(self, select, raise_on_error=raise_on_error)
+
     # -- running ------------------------------------------------------------------------
 
     def materialize(
@@ -325,6 +348,9 @@ class Lakehouse:
         from .execution.coordinator import run_plan
 
         t0 = time.perf_counter()
+        from .execution.sources import observe_for_run
+
+        observe_for_run(self, select)  # the sources it reads: their current versions first
         plan, state, cvs = self._plan(select, partitions, force)
         run_id = _new_run_id()
         keys = self.graph.select(select)
@@ -482,6 +508,13 @@ class Lakehouse:
         from .notebook import lakehouse_html
 
         return lakehouse_html(self)
+
+
+def _sources(lake: Lakehouse, state: Any) -> Any:
+    """Staleness hook: ``source_changed`` and ``expired`` (see ``execution.sources``)."""
+    from .execution.sources import staleness_reasons
+
+    return staleness_reasons(lake, state)
 
 
 def _check_failed(lake: Lakehouse, state: Any) -> Any:

@@ -247,6 +247,8 @@ def open_lakehouse(
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (_dt.datetime, _dt.date)):
         return value.isoformat()
+    if isinstance(value, _dt.timedelta):  # status() age: seconds
+        return value.total_seconds()
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -166,7 +166,7 @@ def staleness(
     seq_rows: dict[str, Sequence[StateRow]] = state
     for key in graph.order:
         spec = graph.specs[key]
-        if spec.kind == "source" and spec.fn is None:
+        if spec.kind == "source":  # never materialized: its readers run inside dependants' steps
             stale_union[key] = RangeSet()
             continue
         uni = universe(spec, now_dt)
@@ -244,6 +244,8 @@ def build_plan(
     stale = staleness(graph, state, code_versions, extra=extra, now=now)
     items: list[PlanItem] = []
     for key in selected:
+        if graph.specs[key].kind == "source":
+            continue  # observed, never materialized
         target = targets.get(key)
         if target is None:
             target = universe(graph.specs[key], _now_dt(now if now is not None else time.time()))

@@ -32,6 +32,7 @@ def current_staleness(lake: Lakehouse) -> tuple[dict[str, list[Any]], dict[str, 
 STATUS_SCHEMA = {
     "asset": "String", "stale": "Boolean", "reason": "String", "cause": "String", "version": "String",
     "rows": "Int64", "materialized_at": "Datetime", "code_version": "String", "partitions": "String",
+    "age": "Duration", "deadline": "Datetime",
 }
 
 
@@ -67,8 +68,13 @@ def asset_status(lake: Lakehouse, name: str | None = None, *, expand: bool = Fal
             "code_version": newest.code_version if newest else cvs.get(key),
             "partitions": parts,
         })
+    from .execution.sources import status_rows
+
+    status_rows(lake, rows, state)  # sources (observed version, expired) and age / deadline of all
     schema = {k: getattr(pl, v) for k, v in STATUS_SCHEMA.items()}
     schema["materialized_at"] = pl.Datetime("us", "UTC")
+    schema["deadline"] = pl.Datetime("us", "UTC")
+    schema["age"] = pl.Duration("us")
     return pl.DataFrame(rows, schema=schema)
 
 

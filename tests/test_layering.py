@@ -14,7 +14,7 @@ PKG = Path(__file__).resolve().parents[1] / "lakehouse"
 
 LAYERS = {
     "errors": 0, "config": 0, "_plugins": 0, "_html": 0, "_logging": 0,
-    "assets": 1, "partitions": 1, "checks": 1, "graph": 1, "fingerprint": 1,
+    "assets": 1, "partitions": 1, "checks": 1, "graph": 1, "fingerprint": 1, "sources": 1,
     "engines": 2, "storage": 2, "catalog": 2,
     "plan": 3,
     "execution": 4,

@@ -117,6 +117,8 @@ observations_table = sa.Table(
     sa.Column("pend", sa.BigInteger, nullable=False),
     sa.Column("version", sa.Text, nullable=False),
     sa.Column("observed_at", sa.Float, nullable=False),
+    sa.Column("detail", sa.Text),  # JSON: the listing diff of a files source ({"add": [...], "del": [...]})
+    sa.Column("checked_at", sa.Float),  # last time this (newest) version was confirmed by an observation
 )
 
 leases_table = sa.Table(
@@ -312,6 +314,26 @@ class SqlCatalog(Catalog):
             query = query.where(t.c[col] == value)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def observations(self, assets: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Source observations (changed versions), oldest first, optionally of some sources."""
+        t = observations_table
+        query = sa.select(t).order_by(t.c.id)
+        if assets is not None:
+            query = query.where(t.c.asset.in_(list(assets)))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def record_observations(self, rows: Sequence[Mapping[str, Any]], checked: Mapping[str, float]) -> None:
+        """Store new observations and stamp ``checked_at`` on the newest observation of each
+        source in ``checked`` (sources observed successfully), in one transaction."""
+        t = observations_table
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(sa.insert(t), [dict(r) for r in rows])
+            for asset, at in checked.items():
+                newest = sa.select(sa.func.max(t.c.id)).where(t.c.asset == asset).scalar_subquery()
+                conn.execute(sa.update(t).where(t.c.id == newest).values(checked_at=at))
 
     def failed_checks(self) -> list[dict[str, Any]]:
         """Failed blocking checks (``severity='error'``), for the ``check_failed`` reason."""

@@ -15,8 +15,8 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from ..catalog import InputVersion, MaterializationRecord, StateRow
-from ..partitions import RangeSet, predicate
 from ..checks import checks_of
+from ..partitions import RangeSet, predicate
 from ..plan import UNIT, Plan, map_up
 from .result import RunResult
 from .local import SerialExecutor, Task, ThreadExecutor, gate_new_tables, schedule
@@ -92,6 +92,9 @@ def run_plan(
     executor, owned = make_executor(lake)
     bar = _progress(progress, len(tasks), lake)
     counter = [0]
+    from .sources import SourceReads
+
+    reads = SourceReads(lake, state, current, run_id)  # sources and since_last_run inputs
     observer = RunObserver(lake, run_id, plan.assets(), len(tasks))  # logs, spans, metrics, OpenLineage
 
     def make_step(task: Task) -> Step | StepResult:
@@ -101,6 +104,13 @@ def run_plan(
         inputs: list[StepInput] = []
         for inp, up in graph.inputs[task.asset]:
             up_spec = graph.specs[up]
+            if reads.wants(inp, up):
+                got = reads.step_input(task.asset, task.ranges, inp, up)
+                if isinstance(got, str):
+                    return StepResult(step_id, task.asset, task.ranges.ranges[0][0], task.ranges.ranges[-1][1],
+                                      "failed", time.time(), 0.0, error=got, error_type="UnknownAssetError")
+                inputs.append(got)
+                continue
             if up not in current:
                 return StepResult(
                     step_id, task.asset, task.ranges.ranges[0][0], task.ranges.ranges[-1][1], "failed",
@@ -117,7 +127,7 @@ def run_plan(
             inputs.append(StepInput(inp.param, lake.table_ref(up_spec, version), pred, inp.annotation,
                                     InputVersion(up, version, seq)))
         deps = tuple(InputVersion(d, *current[d]) for d in graph.parents[task.asset]
-                     if d in current and all(d != i.version.asset for i in inputs))
+                     if d in current and all(d != i.version.asset for i in inputs)) + reads.deps(task.asset, inputs)
         text = spec.partitions.format_ranges(task.ranges) if spec.partitions is not None else None
         known = current.get(task.asset)
         target = lake.table_ref(spec, known[0] if known else None)

@@ -55,6 +55,7 @@ class StepInput:
     predicate: Predicate | None
     annotation: str
     version: InputVersion
+    read: Any = None  # execution.sources.SourceRead: a source or a since_last_run input
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,10 @@ def _run_step(step: Step, tel: Any) -> StepResult:
             tel.phase("read")
             kwargs: dict[str, Any] = {}
             for inp in step.inputs:
+                if inp.read is not None:  # sources and incremental reads (execution/sources.py)
+                    source = inp.read.input_source(inp)
+                    kwargs[inp.param] = tel.input(inp, engine.prepare(source, inp.annotation))
+                    continue
                 in_fmt = get_format(inp.ref.format)
                 source = InputSource(
                     inp.param,
