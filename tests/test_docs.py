@@ -30,3 +30,73 @@ def test_mkdocs_build_strict(tmp_path):
     assert (site / "reference" / "index.html").is_file()
     changelog = (site / "changelog" / "index.html").read_text()
     assert "Unreleased" in changelog  # CHANGELOG.md was included by the snippets extension
+
+
+# --------------------------------------------------------------------- pages and their examples
+
+DOCS = ROOT / "docs"
+# Pages whose ```python blocks run top to bottom as a test (```py blocks are illustrations
+# that need servers or schedulers, and are not run).
+RUNNABLE = ["configuration.md", "notebooks.md"]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "-d", str(out)],
+        cwd=ROOT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"}, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, f"mkdocs build failed:\n{proc.stdout}\n{proc.stderr}"
+    return out
+
+
+@pytest.mark.docs
+def test_site_has_every_section_of_the_issue(site: Path) -> None:
+    for page in ("quickstart", "concepts", "cli", "configuration", "schedulers", "notebooks", "comparison",
+                 "architecture", "reference", "partitions"):
+        assert (site / page / "index.html").is_file(), page
+    concepts = (site / "concepts" / "index.html").read_text()
+    for section in ("Assets", "Staleness", "Partitions", "Write modes", "Checks", "Lineage", "The catalog"):
+        assert f">{section}<" in concepts or f">{section}\n" in concepts or section in concepts, section
+    reference = (site / "reference" / "index.html").read_text()
+    for name in ("Lakehouse", "materialize", "Settings", "graph_svg", "render_table", "not_null"):
+        assert name in reference, name
+
+
+@pytest.mark.docs
+def test_quickstart_page_is_the_notebook_without_its_asserts(site: Path) -> None:
+    import html
+    import json
+    import re
+
+    page = (site / "quickstart" / "index.html").read_text()
+    main = html.unescape(re.sub(r"<[^>]+>", "", page[page.find("<article"):page.find("</article>")]))
+    nb = json.loads((ROOT / "notebooks" / "01-quickstart.ipynb").read_text())
+    code_cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    for source in code_cells:
+        for line in source.splitlines():
+            if line.strip() and not line.lstrip().startswith("assert") and not line.startswith(("    ", ")", "}")):
+                assert line.strip() in main, line
+    assert not re.search(r"^\s*assert ", main, re.M)
+    assert "notebook:" not in main  # the marker was replaced
+
+
+@pytest.mark.docs
+@pytest.mark.parametrize("page", RUNNABLE)
+def test_page_examples_run(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import re
+
+    text = (DOCS / page).read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks, f"{page} has no runnable examples"
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in os.environ if k.startswith("LAKEHOUSE_")]:
+        monkeypatch.delenv(key)
+    namespace: dict = {"__name__": f"docs_{page.replace('.', '_')}"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"{page}[{i}]", "exec"), namespace)  # noqa: S102
+    out = capsys.readouterr().out
+    # a ```text block right after a python block shows its output
+    for expected in re.findall(r"```python\n.*?```\n\n```text\n(.*?)```", text, re.S):
+        assert expected.strip() in out, expected

@@ -23,7 +23,7 @@ Run it with ``python -m lakehouse demo`` or from Python::
     lake = lh.Lakehouse("./demo-lake", assets=flights)
     lake.materialize(partitions=flights.DEFAULT_PARTITIONS)
 
-Example:
+Examples:
     >>> from lakehouse.examples import flights
     >>> sorted(flights.ASSET_NAMES)[:3]
     ['airlines', 'airports', 'busiest_routes']
