@@ -26,7 +26,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..assets import Context, PartitionContext, TableRef
@@ -338,15 +338,17 @@ def observe(lake: Any, select: Any = None, *, raise_on_error: bool = True) -> pl
 
     keys = sources_for(lake.graph, select)
     results = observe_keys(lake, keys)
+    errors = [r.pop("exception") for r in results if "exception" in r]
     frame = pl.DataFrame(results, schema={
         "source": pl.String, "partitions": pl.String, "version": pl.String, "previous": pl.String,
         "changed": pl.Boolean, "observed_at": pl.Datetime("us", "UTC"), "error": pl.String})
-    errors = [r for r in results if r["error"]]
     if errors and raise_on_error:
         first = errors[0]
-        raise StorageError(f"cannot observe: {first['error']}" + (
-            f" (and {len(errors) - 1} more source(s))" if len(errors) > 1 else ""), asset=first["source"],
-            hint="fix the source (reachable, right path/URL), or pass raise_on_error=False")
+        if isinstance(first, LakehouseError):
+            raise first
+        bad = next(r for r in results if r["error"])
+        raise StorageError(f"cannot observe: {bad['error']}", asset=bad["source"],
+                           hint="fix the observe function or the source, or pass raise_on_error=False") from first
     return frame
 
 
@@ -370,7 +372,7 @@ def observe_keys(lake: Any, keys: Sequence[str]) -> list[dict[str, Any]]:
             text = str(exc) if isinstance(exc, LakehouseError) else f"{type(exc).__name__}: {exc}"
             log.warning("could not observe source %s: %s", key, text)
             results.append({"source": key, "partitions": None, "version": None, "previous": None,
-                            "changed": False, "observed_at": None, "error": text})
+                            "changed": False, "observed_at": None, "error": text, "exception": exc})
             continue
         checked[key] = now
         new_rows.extend(rows)
@@ -397,7 +399,8 @@ def observe_for_run(lake: Any, select: Any) -> None:
     except LakehouseError:
         return  # the plan reports a bad selection
     if keys:
-        observe_keys(lake, keys)
+        for r in observe_keys(lake, keys):
+            r.pop("exception", None)
 
 
 # ------------------------------------------------------------------------- staleness
@@ -454,9 +457,11 @@ def _source_changed(graph: Any, key: str, up: str, st: SourceState, rows: Sequen
         hit = map_down(graph, up, key, RangeSet.from_indices(changed), now_dt) & RangeSet.of(r.start, r.end)
         if not hit:
             continue
-        first = min(changed)
+        read = map_up(graph, key, up, hit, now_dt)
+        mine = sorted(p for p in changed if p in read) or sorted(changed)
+        first = mine[0]
         old, new = changed[first]
-        more = f" (+{len(changed) - 1} more)" if len(changed) > 1 else ""
+        more = f" (+{len(mine) - 1} more)" if len(mine) > 1 else ""
         items.append((hit, "source_changed", f"{up_spec.partitions.key(first)}: {old or '(none)'} → {new}{more}"))
     return items
 
@@ -558,6 +563,7 @@ class SourceRead:
     options: Mapping[str, str] = field(default_factory=dict, repr=False)
     files: tuple[tuple[str, Mapping[str, Any]], ...] = field(default=(), repr=False)
     schema_file: str | None = None
+    columns: Mapping[str, Any] = field(default_factory=dict, repr=False)  # partition column examples
     reader: Callable[..., Any] | None = field(default=None, repr=False)
     partition: PartitionContext | None = field(default=None, repr=False)
     run_id: str = ""
@@ -583,7 +589,8 @@ class SourceRead:
         if self.kind == "files":
             d = self.defn
             make: Callable[[], Any] = lambda: io.files_dataset(  # noqa: E731
-                self.asset, d.listing_glob, d.format, self.options, list(self.files), self.schema_file)
+                self.asset, d.listing_glob, d.format, self.options, list(self.files), self.schema_file,
+                self.columns)
         elif self.kind == "sql":
             d = self.defn
             make = lambda: as_dataset(io.sql_read(  # noqa: E731
@@ -611,6 +618,9 @@ class SourceRead:
             make = lambda: as_dataset(table_changes(self.ref, self.since))  # noqa: E731
         else:  # pragma: no cover - built by SourceReads only
             raise ValueError(f"unknown source read {self.kind!r}")
+        native = (self.kind == "delta" and ref.format == "delta") or table is not None
+        if not native:  # engines scan ref.format natively when it names a table format: read `make` instead
+            ref = replace(ref, format="source")
         return InputSource(inp.param, ref, inp.predicate, dataset=make, arrow=None, table=table)
 
     def _call_reader(self) -> Any:
@@ -750,7 +760,8 @@ class SourceReads:
                 if after is None or first > after:
                     chosen.append((path, values))
         schema_file = next((path for listing in st.files.values() for path in sorted(listing)), None)
-        return SourceRead("files", files=tuple(chosen), schema_file=schema_file,
+        columns = _partition_values(spec, needed.min()) if parts is not None and needed else {}
+        return SourceRead("files", files=tuple(chosen), schema_file=schema_file, columns=columns,
                           options=_storage_options(self.lake, defn.storage_options), **common)
 
     def deps(self, asset: str, inputs: Sequence[Any]) -> tuple[InputVersion, ...]:

@@ -133,11 +133,13 @@ def files_dataset(
     options: Mapping[str, str] | None,
     files: Sequence[tuple[str, Mapping[str, Any]]],
     schema_file: str | None,
+    columns: Mapping[str, Any] | None = None,
 ) -> pads.Dataset:
     """A lazy pyarrow dataset over ``files`` (``(path, {partition column: value})``).
 
     Partition values become columns (unless a file has a column of that name). With no
-    files, an empty dataset with the schema of ``schema_file``.
+    files, an empty dataset with the schema of ``schema_file`` plus the partition columns
+    of the example values ``columns``.
 
     Raises:
         StorageError: nothing to take a schema from, or a file cannot be read.
@@ -166,10 +168,9 @@ def files_dataset(
             hint=f"check that the files are {fmt} (format=...) and readable",
         ) from None
     extra: dict[str, pa.DataType] = {}
-    for _, values in files[:1]:
-        for col, value in values.items():
-            if physical.get_field_index(col) < 0:
-                extra[col] = pa.scalar(value).type
+    for col, value in (files[0][1] if files else (columns or {})).items():
+        if physical.get_field_index(col) < 0:
+            extra[col] = pa.scalar(value).type
     schema = physical
     for col, typ in extra.items():
         schema = schema.append(pa.field(col, typ))
@@ -359,11 +360,12 @@ def delta_changes(asset: str, uri: str, options: Mapping[str, str] | None, since
         except Exception as exc:  # noqa: BLE001 - CDF not available for this range: diff files
             log.debug("change data feed unavailable for %s %s..%s: %s", uri, since, until, exc)
         else:
-            kinds = table.column("_change_type")
             import pyarrow.compute as pc
 
+            kinds = table.column("_change_type").cast(pa.string())
+
             keep = pc.is_in(kinds, pa.array(["insert", "update_postimage"]))
-            table = table.filter(keep).drop_columns(
+            table = plain_types(table).filter(keep).drop_columns(
                 [c for c in ("_change_type", "_commit_version", "_commit_timestamp") if c in table.column_names])
             return table.select([f.name for f in full.schema]) if set(full.schema.names) <= set(
                 table.column_names) else table
@@ -373,6 +375,22 @@ def delta_changes(asset: str, uri: str, options: Mapping[str, str] | None, since
 
 
 # ----------------------------------------------------------------------------- Iceberg
+
+
+def plain_types(table: pa.Table) -> pa.Table:
+    """``table`` with view types (``string_view``, ``binary_view``) cast to plain ones,
+    which every pyarrow kernel accepts."""
+    import pyarrow as pa
+
+    fields = []
+    for f in table.schema:
+        if f.type == pa.string_view():
+            f = f.with_type(pa.string())
+        elif f.type == pa.binary_view():
+            f = f.with_type(pa.binary())
+        fields.append(f)
+    target = pa.schema(fields, metadata=table.schema.metadata)
+    return table if target == table.schema else table.cast(target)
 
 
 def iceberg_table(asset: str, identifier: str, props: Mapping[str, str]) -> Any:
