@@ -54,7 +54,9 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     def replace(match: re.Match[str]) -> str:
         path = root / match.group(1)
         if not path.is_file():
-            raise FileNotFoundError(f"{page.file.src_path}: notebook {match.group(1)} does not exist")
+            raise FileNotFoundError(
+                f"{page.file.src_path}: notebook {match.group(1)} does not exist"
+            )
         return render(path)
 
     return MARKER.sub(replace, markdown)

@@ -228,13 +228,15 @@ def open_lakehouse(
     if not ref:
         raise UsageError(
             "no project: the command line does not know where your assets are",
-            hint="pass --project pkg.module (or a .py file), or set project in lakehouse.toml / LAKEHOUSE_PROJECT",
+            hint="pass --project pkg.module (or a .py file), "
+            "or set project in lakehouse.toml / LAKEHOUSE_PROJECT",
         )
     specs, lake = load_project(ref)
     if lake is not None:
         if args.warehouse or args.catalog:
             raise UsageError(
-                f"--project {ref} names a Lakehouse object, which has its own warehouse and catalog",
+                f"--project {ref} names a Lakehouse object, "
+                "which has its own warehouse and catalog",
                 hint="drop --warehouse/--catalog, or point --project at the module of assets",
             )
         return lake
@@ -285,7 +287,7 @@ def _single_asset(args: argparse.Namespace, command: str) -> str:
             f"`lakehouse {command}` needs exactly one asset, got {names or 'none'}",
             hint=f"lakehouse {command} ASSET --project ...",
         )
-    return names[0].strip("+")
+    return str(names[0]).strip("+")
 
 
 def _partition_count(lake: Lakehouse, asset: str, text: str | None) -> int:
@@ -524,7 +526,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(f"nothing stale: all {n_assets} assets are up to date ({result.seconds:.2f} s)\n")
     else:
         out.write(
-            f"{'materialized' if result.ok else 'FAILED:'} {summary['assets_materialized']} of {n_assets} assets, "
+            f"{'materialized' if result.ok else 'FAILED:'} "
+            f"{summary['assets_materialized']} of {n_assets} assets, "
             f"{summary['partitions_materialized']:,} partitions, {summary['rows_written']:,} rows "
             f"in {result.seconds:.1f} s\n\n"
         )
@@ -546,7 +549,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for h in hints:
         out.write(f"  {h}\n")
     out.write(
-        f"  in Python: lh.Lakehouse({w!r}, assets=lakehouse.examples.flights).read('carrier_ranking')\n"
+        f"  in Python: lh.Lakehouse({w!r}, assets=lakehouse.examples.flights)"
+        ".read('carrier_ranking')\n"
     )
     out.write("  notebooks/01-quickstart.ipynb walks through the same API in Jupyter\n")
     if not result.ok:
@@ -585,7 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--select",
         action="append",
         metavar="SEL",
-        help="asset(s): name, name+ (with downstream), +name (with upstream); repeat or comma-separate",
+        help="asset(s): name, name+ (with downstream), +name (with upstream); "
+        "repeat or comma-separate",
     )
 
     parts = argparse.ArgumentParser(add_help=False)

@@ -18,17 +18,18 @@ files when it is called (``lh.Lakehouse(...)`` calls it). A wrong value raises
 ('delta', 'polars', 'serial')
 >>> Settings.resolve(env={"LAKEHOUSE_FORMAT": "iceberg"}, search_from=None).format
 'iceberg'
->>> Settings.resolve(env={"LAKEHOUSE_MAX_WORKERS": "many"}, search_from=None)
+>>> Settings.resolve(env={"LAKEHOUSE_FORMAT": "csv"}, search_from=None)
 Traceback (most recent call last):
 ...
-lakehouse.errors.ConfigError: max_workers='many' from environment variable LAKEHOUSE_MAX_WORKERS is not an integer
-  hint: e.g. 4
+lakehouse.errors.ConfigError: format='csv' from environment variable LAKEHOUSE_FORMAT is not valid
+  hint: use one of delta, iceberg
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -165,8 +166,12 @@ class Settings:
             file_values, file_path, file_label = {}, None, ""
         for raw_key, value in file_values.items():
             key = _canonical(raw_key, names, file_label)
-            if file_path is not None and isinstance(value, str) and (
-                key in _PATH_KEYS or (key == "project" and value.split(":")[0].endswith(".py"))
+            if (
+                file_path is not None
+                and isinstance(value, str)
+                and (
+                    key in _PATH_KEYS or (key == "project" and value.split(":")[0].endswith(".py"))
+                )
             ):
                 path, colon, attr = value.partition(":") if key == "project" else (value, "", "")
                 value = _relative_to(path, file_path.parent) + colon + attr
@@ -194,8 +199,8 @@ class Settings:
 
     def __repr__(self) -> str:
         return (
-            f"Settings(warehouse={self.warehouse!r}, catalog={_mask(self.catalog_url)!r}, format={self.format!r}, "
-            f"engine={self.engine!r}, executor={self.executor!r})"
+            f"Settings(warehouse={self.warehouse!r}, catalog={_mask(self.catalog_url)!r}, "
+            f"format={self.format!r}, engine={self.engine!r}, executor={self.executor!r})"
         )
 
 
@@ -288,11 +293,15 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             try:
                 value = json.loads(value)
             except ValueError:
-                raise ConfigError(f"openlineage from {source} is not a JSON object",
-                                  hint='e.g. {"transport": "file", "path": "lineage.jsonl"}') from None
+                raise ConfigError(
+                    f"openlineage from {source} is not a JSON object",
+                    hint='e.g. {"transport": "file", "path": "lineage.jsonl"}',
+                ) from None
         if not isinstance(value, Mapping) or "transport" not in value:
-            raise ConfigError(f"openlineage={value!r} from {source} must be a mapping with a 'transport'",
-                              hint='e.g. {"transport": "http", "url": "http://localhost:5000"}')
+            raise ConfigError(
+                f"openlineage={value!r} from {source} must be a mapping with a 'transport'",
+                hint='e.g. {"transport": "http", "url": "http://localhost:5000"}',
+            )
         return dict(value)
     if key in ("warehouse", "catalog", "local_dir", "project"):
         if value is None and key != "warehouse":
@@ -307,13 +316,10 @@ def _coerce(key: str, value: Any, source: str) -> Any:
 
 def _file_settings(start: str | Path) -> tuple[dict[str, Any], Path | None, str]:
     """The settings table of the nearest ``lakehouse.toml`` / ``pyproject.toml`` upwards."""
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            return {}, None, ""
+    else:  # Python 3.10: the tomli backport, a dependency there
+        import tomli as tomllib
     here = Path(start).resolve()
     for folder in (here, *here.parents):
         for name in ("lakehouse.toml", "pyproject.toml"):

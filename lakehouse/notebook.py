@@ -14,7 +14,8 @@ partition count and how many are stale.
 
 >>> from lakehouse.assets import AssetSpec
 >>> from lakehouse.graph import AssetGraph
->>> g = AssetGraph([AssetSpec("a", None, lambda: None), AssetSpec("b", None, lambda a: None, deps=("a",))])
+>>> a = AssetSpec("a", None, lambda: None)
+>>> g = AssetGraph([a, AssetSpec("b", None, lambda a: None, deps=("a",))])
 >>> svg = graph_svg(g, stale={"b": ("code_changed", None)})
 >>> svg.startswith("<svg") and ">a</text>" in svg and "code_changed" in svg
 True
@@ -180,11 +181,13 @@ def graph_svg(
         return PAD + lay * (node_w + H_GAP), PAD + legend_h + offset + row * (NODE_H + V_GAP)
 
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="lh-graph" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="system-ui,-apple-system,Segoe UI,sans-serif" '
-        f'font-size="12" role="img" aria-label="asset graph of {len(chosen)} assets">',
-        '<defs><marker id="lh-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
-        'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#94a3b8"/></marker></defs>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="lh-graph" '
+        f'width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
+        f'font-family="system-ui,-apple-system,Segoe UI,sans-serif" font-size="12" '
+        f'role="img" aria-label="asset graph of {len(chosen)} assets">',
+        '<defs><marker id="lh-arrow" viewBox="0 0 10 10" refX="10" refY="5" '
+        'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
+        '<path d="M0,0 L10,5 L0,10 z" fill="#94a3b8"/></marker></defs>',
         f'<rect x="0" y="0" width="{width:.0f}" height="{height:.0f}" fill="#ffffff"/>',
     ]
     lx = PAD
@@ -199,7 +202,8 @@ def graph_svg(
             continue
         fill, stroke = COLOURS[name]
         out.append(
-            f'<rect x="{lx}" y="{PAD - 2}" width="14" height="12" rx="3" fill="{fill}" stroke="{stroke}"/>'
+            f'<rect x="{lx}" y="{PAD - 2}" width="14" height="12" rx="3" '
+            f'fill="{fill}" stroke="{stroke}"/>'
             f'<text x="{lx + 19}" y="{PAD + 8}" fill="#374151">{text}</text>'
         )
         lx += 30 + int(len(text) * CHAR_W)
@@ -221,7 +225,8 @@ def graph_svg(
             span = pos[k][0] - pos[p][0]
             faint = "" if hot or span <= 1 else ' stroke-opacity="0.5"'  # long edges recede
             out.append(
-                f'<path d="M{sx:.1f},{sy:.1f} C{mid:.1f},{sy:.1f} {mid:.1f},{ey:.1f} {ex:.1f},{ey:.1f}" '
+                f'<path d="M{sx:.1f},{sy:.1f} C{mid:.1f},{sy:.1f} '
+                f'{mid:.1f},{ey:.1f} {ex:.1f},{ey:.1f}" '
                 f'fill="none" stroke="{colour}"{faint} stroke-width="{1.6 if hot else 1.1}" '
                 f'marker-end="url(#lh-arrow)"><title>{_esc(p)} → {_esc(k)}</title></path>'
             )
@@ -240,10 +245,12 @@ def graph_svg(
             tip += f"\n{spec.partitions.describe()}"
         out.append(
             f'<g class="lh-node lh-{st.state}" data-asset="{_esc(k)}"><title>{_esc(tip)}</title>'
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{node_w}" height="{NODE_H}" rx="6" fill="{fill}" '
-            f'stroke="{stroke}" stroke-width="{sw}"/>'
-            f'<text x="{x + 10:.1f}" y="{y + 16:.1f}" fill="#111827" font-weight="600">{_esc(labels[k])}</text>'
-            f'<text x="{x + 10:.1f}" y="{y + 30:.1f}" fill="#4b5563" font-size="11">{_esc(subs[k])}</text></g>'
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{node_w}" height="{NODE_H}" rx="6" '
+            f'fill="{fill}" stroke="{stroke}" stroke-width="{sw}"/>'
+            f'<text x="{x + 10:.1f}" y="{y + 16:.1f}" fill="#111827" font-weight="600">'
+            f"{_esc(labels[k])}</text>"
+            f'<text x="{x + 10:.1f}" y="{y + 30:.1f}" fill="#4b5563" font-size="11">'
+            f"{_esc(subs[k])}</text></g>"
         )
     out.append("</svg>")
     return "".join(out)
@@ -284,8 +291,9 @@ def node_states(lake: Lakehouse) -> dict[str, NodeState]:
 
 def _frame(svg: str, max_height: int = 560) -> str:
     return (
-        f'<div class="lh-graph-frame" style="overflow:auto;max-height:{max_height}px;display:inline-block;max-width:100%;'
-        f'border:1px solid #e5e7eb;border-radius:6px;margin:6px 0;background:#fff">{svg}</div>'
+        f'<div class="lh-graph-frame" style="overflow:auto;max-height:{max_height}px;'
+        "display:inline-block;max-width:100%;border:1px solid #e5e7eb;border-radius:6px;"
+        f'margin:6px 0;background:#fff">{svg}</div>'
     )
 
 

@@ -24,8 +24,14 @@ pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
 ]
 
 
@@ -34,20 +40,32 @@ def chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.fail("no chromium: install it with `apt-get install -y chromium` (the browser tier needs it)")
+    pytest.fail(
+        "no chromium: install it with `apt-get install -y chromium` (the browser tier needs it)"
+    )
 
 
 def screenshot(html: str, name: str, size: tuple[int, int] = (1280, 900)) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = ARTIFACTS / f"{name}.html"
-    page.write_text(f'<!doctype html><html><head><meta charset="utf-8"></head><body>{html}</body></html>')
+    page.write_text(
+        f'<!doctype html><html><head><meta charset="utf-8"></head><body>{html}</body></html>'
+    )
     png = ARTIFACTS / f"{name}.png"
     png.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
-            [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--screenshot={png}",
-             f"--window-size={size[0]},{size[1]}", page.as_uri()],
-            capture_output=True, timeout=120, check=False,
+            [
+                chromium(),
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                f"--screenshot={png}",
+                f"--window-size={size[0]},{size[1]}",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=False,
         )
     assert png.is_file(), f"chromium wrote no screenshot for {name}"
     return png
@@ -68,7 +86,10 @@ def colour_present(png: Path, rgb: tuple[int, int, int], tolerance: int = 12) ->
     from PIL import Image
 
     img = Image.open(png).convert("RGB")
-    return any(all(abs(a - b) <= tolerance for a, b in zip(p, rgb, strict=True)) for p in set(rgb_pixels(img)))
+    return any(
+        all(abs(a - b) <= tolerance for a, b in zip(p, rgb, strict=True))
+        for p in set(rgb_pixels(img))
+    )
 
 
 def rgb_pixels(img: Any) -> list[tuple[int, int, int]]:
@@ -80,7 +101,9 @@ def rgb_pixels(img: Any) -> list[tuple[int, int, int]]:
 def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> lh.Lakehouse:
     @lh.asset(partitions=lh.daily(start="2024-01-01", end="2024-01-11"), partition_column="day")
     def b_events(ctx: lh.Context) -> pl.DataFrame:
-        days = pl.date_range(ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True)
+        days = pl.date_range(
+            ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True
+        )
         return pl.DataFrame({"day": days, "clicks": list(range(len(days)))})
 
     @lh.asset
@@ -95,9 +118,13 @@ def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> lh.Lakehouse:
     def b_report(b_daily):
         return "select * from b_daily order by clicks desc"
 
-    lake = lh.Lakehouse(str(tmp_path_factory.mktemp("browser") / "lake"),
-                        assets=[b_events, b_users, b_daily, b_report])
-    lake.materialize(partitions="2024-01-01..2024-01-06")  # half of the days: b_events is partly stale
+    lake = lh.Lakehouse(
+        str(tmp_path_factory.mktemp("browser") / "lake"),
+        assets=[b_events, b_users, b_daily, b_report],
+    )
+    lake.materialize(
+        partitions="2024-01-01..2024-01-06"
+    )  # half of the days: b_events is partly stale
     return lake
 
 
@@ -133,8 +160,14 @@ def test_graph_of_200_assets_renders_readably() -> None:
     for i in range(200):
         name = f"asset_{i:03d}"
         window = names[-25:]
-        specs.append(AssetSpec(name, None, lambda: None,
-                               deps=tuple(rnd.sample(window, k=min(len(window), rnd.randint(0, 3))))))
+        specs.append(
+            AssetSpec(
+                name,
+                None,
+                lambda: None,
+                deps=tuple(rnd.sample(window, k=min(len(window), rnd.randint(0, 3)))),
+            )
+        )
         names.append(name)
     graph = AssetGraph(specs)
     stale = {k: ("code_changed", k) for k in names[::5]}

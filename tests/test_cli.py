@@ -16,7 +16,7 @@ import pytest
 from lakehouse.cli import main, render_table
 
 PROJECT = textwrap.dedent(
-    '''
+    """
     import polars as pl
     import lakehouse as lh
 
@@ -37,7 +37,7 @@ PROJECT = textwrap.dedent(
     @lh.asset(engine="duckdb")
     def report(totals):
         return "select clicks * 2 as doubled from totals"
-    '''
+    """
 )
 
 
@@ -118,7 +118,9 @@ def test_json_output_on_every_command(project: Path, tmp_path: Path) -> None:
     assert plan["stale"] is True
     assert {i["asset"] for i in plan["items"]} == {"events", "totals", "report"}
 
-    code, out, _ = run("materialize", "--partitions", "2024-01-01..2024-01-03", "--select", "events", *a)
+    code, out, _ = run(
+        "materialize", "--partitions", "2024-01-01..2024-01-03", "--select", "events", *a
+    )
     assert code == 0
     doc = json.loads(out)
     assert doc["ok"] is True and doc["partitions_materialized"] == 3 and doc["rows_written"] == 3
@@ -142,7 +144,9 @@ def test_json_output_on_every_command(project: Path, tmp_path: Path) -> None:
     assert lin["provenance"] == []  # totals was never materialized
 
     code, out, _ = run("history", "events", *a)
-    assert [m["partitions"] for m in json.loads(out)["materializations"]] == ["2024-01-01..2024-01-03"]
+    assert [m["partitions"] for m in json.loads(out)["materializations"]] == [
+        "2024-01-01..2024-01-03"
+    ]
 
 
 def test_exit_code_1_when_an_asset_fails(project: Path, tmp_path: Path) -> None:
@@ -166,8 +170,10 @@ def test_exit_code_1_when_an_asset_fails(project: Path, tmp_path: Path) -> None:
         (["history"], "needs exactly one asset"),
     ],
 )
-def test_exit_code_2_on_bad_input(project: Path, tmp_path: Path, argv: list[str], message: str) -> None:
-    code, out, err = run(*argv, *args(project, tmp_path))
+def test_exit_code_2_on_bad_input(
+    project: Path, tmp_path: Path, argv: list[str], message: str
+) -> None:
+    code, _, err = run(*argv, *args(project, tmp_path))
     assert code == 2
     assert message in err
     assert err.startswith("error: ")
@@ -186,7 +192,7 @@ def test_exit_code_2_for_projects_that_do_not_load(tmp_path: Path) -> None:
     assert code == 2 and "declares no asset" in err
     code, _, err = run("plan", "-w", str(tmp_path), cwd=tmp_path)
     assert code == 2 and "no project" in err
-    code, out, err = run("plan", "--no-such-flag")
+    code, _, _ = run("plan", "--no-such-flag")
     assert code == 2
 
 
@@ -198,10 +204,14 @@ def test_json_errors_are_documents(project: Path, tmp_path: Path) -> None:
 
 
 def test_project_and_warehouse_from_lakehouse_toml(project: Path, tmp_path: Path) -> None:
-    (tmp_path / "lakehouse.toml").write_text(f'project = "{project.name}"\nwarehouse = "from-toml"\n')
+    (tmp_path / "lakehouse.toml").write_text(
+        f'project = "{project.name}"\nwarehouse = "from-toml"\n'
+    )
     sub = tmp_path / "deeper" / "folder"
     sub.mkdir(parents=True)
-    code, out, err = run("materialize", "--select", "events", "--partitions", "2024-01-05", cwd=tmp_path)
+    code, out, err = run(
+        "materialize", "--select", "events", "--partitions", "2024-01-05", cwd=tmp_path
+    )
     assert code == 0, err
     assert (tmp_path / "from-toml" / "events").is_dir()
     # from a sub-folder the same file is found, and the relative warehouse stays next to it
@@ -214,8 +224,9 @@ def test_module_attr_naming_a_lakehouse(tmp_path: Path) -> None:
     pkg = tmp_path / "cli_attr_pkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
+    where = str(tmp_path / "attr-lake")
     (pkg / "defs.py").write_text(
-        PROJECT + f"\nlake = lh.Lakehouse({str(tmp_path / 'attr-lake')!r}, assets=[events, totals, report])\n"
+        PROJECT + f"\nlake = lh.Lakehouse({where!r}, assets=[events, totals, report])\n"
     )
     code, out, err = run("plan", "-p", "cli_attr_pkg.defs:lake", "--json", cwd=tmp_path)
     assert code == 0, err
@@ -227,13 +238,21 @@ def test_module_attr_naming_a_lakehouse(tmp_path: Path) -> None:
 def test_python_dash_m_and_console_script(project: Path, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "lakehouse", "plan", *args(project, tmp_path), "--json"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["stale"] is True
-    proc = subprocess.run([sys.executable, "-m", "lakehouse", "--version"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lakehouse", "--version"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("lakehouse ")
-    script = shutil.which("lakehouse", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    script = shutil.which(
+        "lakehouse", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+    )
     assert script is not None, "the console script is not installed: pip install -e ."
-    proc = subprocess.run([script, "lineage", "nosuch", *args(project, tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [script, "lineage", "nosuch", *args(project, tmp_path)], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "no such asset" in proc.stderr

@@ -19,12 +19,22 @@ from lakehouse.errors import ConfigError
 
 def test_defaults_without_any_source() -> None:
     s = Settings.resolve(env={}, search_from=None)
-    assert (s.warehouse, s.format, s.engine, s.executor, s.max_workers) == ("./lake", "delta", "polars", "serial", None)
-    assert s.catalog_url.startswith("sqlite:///") and s.catalog_url.endswith("/lake/.lakehouse/catalog.db")
+    assert (s.warehouse, s.format, s.engine, s.executor, s.max_workers) == (
+        "./lake",
+        "delta",
+        "polars",
+        "serial",
+        None,
+    )
+    assert s.catalog_url.startswith("sqlite:///") and s.catalog_url.endswith(
+        "/lake/.lakehouse/catalog.db"
+    )
 
 
 def test_precedence_kwargs_over_env_over_file(tmp_path: Path) -> None:
-    (tmp_path / "lakehouse.toml").write_text('format = "iceberg"\nexecutor = "threads"\nmax_workers = 2\n')
+    (tmp_path / "lakehouse.toml").write_text(
+        'format = "iceberg"\nexecutor = "threads"\nmax_workers = 2\n'
+    )
     env = {"LAKEHOUSE_EXECUTOR": "serial", "LAKEHOUSE_MAX_WORKERS": "3"}
     s = Settings.resolve(env=env, search_from=tmp_path, max_workers=5)
     assert s.format == "iceberg"  # only the file sets it
@@ -36,7 +46,9 @@ def test_precedence_kwargs_over_env_over_file(tmp_path: Path) -> None:
 
 
 def test_pyproject_tool_table_found_upwards_and_lakehouse_toml_wins(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n[tool.lakehouse]\nwarehouse = "wh"\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n\n[tool.lakehouse]\nwarehouse = "wh"\n'
+    )
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)
     s = Settings.resolve(env={}, search_from=deep)
@@ -57,7 +69,9 @@ def test_nothing_is_read_at_import_time(tmp_path: Path) -> None:
     (tmp_path / "lakehouse.toml").write_text('format = "parquet"\n')
     code = "import lakehouse, lakehouse.config; print('imported')"
     env = {**os.environ, "LAKEHOUSE_FORMAT": "csv", "PYTHONPATH": str(Path(lh.__file__).parents[1])}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert "imported" in proc.stdout
     # ... and resolving does read them, naming the winning source
@@ -81,7 +95,9 @@ def test_nothing_is_read_at_import_time(tmp_path: Path) -> None:
         ("file", "concurrency", "-1", "lakehouse.toml, key 'concurrency'"),
     ],
 )
-def test_wrong_values_name_source_and_key(tmp_path: Path, source: str, key: str, value: object, expected: str) -> None:
+def test_wrong_values_name_source_and_key(
+    tmp_path: Path, source: str, key: str, value: object, expected: str
+) -> None:
     env: dict[str, str] = {}
     kwargs: dict[str, object] = {}
     if source == "kw":
@@ -101,7 +117,9 @@ def test_wrong_values_name_source_and_key(tmp_path: Path, source: str, key: str,
 
 def test_unknown_keys_are_errors_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.lakehouse]\nwarehose = 'typo'\n")
-    with pytest.raises(ConfigError, match=r"unknown setting 'warehose' in .*pyproject.toml \[tool.lakehouse\]"):
+    with pytest.raises(
+        ConfigError, match=r"unknown setting 'warehose' in .*pyproject.toml \[tool.lakehouse\]"
+    ):
         Settings.resolve(env={}, search_from=tmp_path)
     with pytest.raises(ConfigError, match="unknown setting 'colour'"):
         Settings.resolve(env={}, search_from=None, colour="red")
@@ -111,12 +129,14 @@ def test_unknown_keys_are_errors_naming_the_file(tmp_path: Path) -> None:
 
 def test_broken_toml_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "lakehouse.toml").write_text("format = \n")
-    with pytest.raises(ConfigError, match="cannot parse .*lakehouse.toml"):
+    with pytest.raises(ConfigError, match=r"cannot parse .*lakehouse\.toml"):
         Settings.resolve(env={}, search_from=tmp_path)
 
 
 def test_aliases_and_frozen() -> None:
-    s = Settings.resolve(env={"LAKEHOUSE_CONCURRENCY": "4"}, search_from=None, catalog_url="sqlite:///x.db")
+    s = Settings.resolve(
+        env={"LAKEHOUSE_CONCURRENCY": "4"}, search_from=None, catalog_url="sqlite:///x.db"
+    )
     assert s.max_workers == 4 and s.concurrency == 4 and s.catalog_url == "sqlite:///x.db"
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.format = "iceberg"  # type: ignore[misc]
@@ -139,13 +159,18 @@ def test_lakehouse_uses_the_same_sources(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_secrets_are_not_printed() -> None:
     s = Settings.resolve(
-        env={}, search_from=None, catalog="postgresql+psycopg://me:hunter2@db/lake",
+        env={},
+        search_from=None,
+        catalog="postgresql+psycopg://me:hunter2@db/lake",
         storage_options={"AWS_SECRET_ACCESS_KEY": "hunter2"},
     )
     assert "hunter2" not in repr(s)
 
 
-@given(st.sampled_from(["1", "true", "TRUE", "yes", "on"]), st.sampled_from(["0", "false", "No", "off"]))
+@given(
+    st.sampled_from(["1", "true", "TRUE", "yes", "on"]),
+    st.sampled_from(["0", "false", "No", "off"]),
+)
 def test_progress_accepts_boolean_words(yes: str, no: str) -> None:
     assert Settings.resolve(env={"LAKEHOUSE_PROGRESS": yes}, search_from=None).progress is True
     assert Settings.resolve(env={"LAKEHOUSE_PROGRESS": no}, search_from=None).progress is False

@@ -23,8 +23,14 @@ def demo(cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for key in [k for k in env if k.startswith("LAKEHOUSE_")]:
         del env[key]
-    return subprocess.run([sys.executable, "-m", "lakehouse", "demo", *extra], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "lakehouse", "demo", *extra],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_readme_starts_with_the_demo_command() -> None:
@@ -41,7 +47,9 @@ def test_demo_materializes_then_is_a_no_op(tmp_path: Path) -> None:
     out = first.stdout
     n = len(flights.ASSET_NAMES)
     assert str(tmp_path / "demo-lake") in out
-    summary = re.search(r"materialized (\d+) of (\d+) assets, ([\d,]+) partitions, ([\d,]+) rows in ([\d.]+) s", out)
+    summary = re.search(
+        r"materialized (\d+) of (\d+) assets, ([\d,]+) partitions, ([\d,]+) rows in ([\d.]+) s", out
+    )
     assert summary is not None, out
     assert int(summary.group(1)) == int(summary.group(2)) == n
     assert int(summary.group(3).replace(",", "")) == 365 * 4 + 12  # four daily assets, one monthly
@@ -71,11 +79,18 @@ def test_demo_materializes_then_is_a_no_op(tmp_path: Path) -> None:
 def test_demo_hints_work(tmp_path: Path) -> None:
     assert demo(tmp_path, "--partitions", "2013-01-01..2013-01-03").returncode == 0
     out = demo(tmp_path, "--partitions", "2013-01-01..2013-01-03").stdout
-    hints = [line.strip() for line in out.splitlines() if line.strip().startswith("python -m lakehouse")]
+    hints = [
+        line.strip() for line in out.splitlines() if line.strip().startswith("python -m lakehouse")
+    ]
     assert len(hints) == 3
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for hint in hints:
-        argv = [sys.executable, *hint.split()[1:]]  # "python -m lakehouse ..." with this interpreter
-        proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        argv = [
+            sys.executable,
+            *hint.split()[1:],
+        ]  # "python -m lakehouse ..." with this interpreter
+        proc = subprocess.run(
+            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
         assert proc.returncode == 0, (hint, proc.stderr)
         assert proc.stdout.strip()

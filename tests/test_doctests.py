@@ -19,7 +19,12 @@ MODULES = sorted(
 
 
 def test_modules_are_found() -> None:
-    assert {"lakehouse.config", "lakehouse.cli", "lakehouse.notebook", "lakehouse.partitions"} <= set(MODULES)
+    assert {
+        "lakehouse.config",
+        "lakehouse.cli",
+        "lakehouse.notebook",
+        "lakehouse.partitions",
+    } <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", ["lakehouse", *MODULES])
@@ -34,4 +39,6 @@ def test_docstring_examples(name: str, tmp_path: Path, monkeypatch: pytest.Monke
     for test in tests:
         runner.run(test)
     results = runner.summarize(verbose=False)
-    assert results.failed == 0, f"{results.failed} of {results.attempted} docstring examples of {name} failed"
+    assert results.failed == 0, (
+        f"{results.failed} of {results.attempted} docstring examples of {name} failed"
+    )

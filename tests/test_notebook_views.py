@@ -49,8 +49,11 @@ def nodes(svg: str) -> dict[str, tuple[float, float, float, float, str]]:
         rect = g.find(f"{SVG}rect")
         assert rect is not None
         out[g.attrib["data-asset"]] = (
-            float(rect.attrib["x"]), float(rect.attrib["y"]), float(rect.attrib["width"]),
-            float(rect.attrib["height"]), g.attrib["class"],
+            float(rect.attrib["x"]),
+            float(rect.attrib["y"]),
+            float(rect.attrib["width"]),
+            float(rect.attrib["height"]),
+            g.attrib["class"],
         )
     return out
 
@@ -69,7 +72,7 @@ def test_graph_of_200_assets_is_readable() -> None:
     # no two nodes overlap
     boxes = sorted(found.values())
     for i, (x, y, w, h, _) in enumerate(boxes):
-        for x2, y2, w2, h2, _ in boxes[i + 1:]:
+        for x2, y2, _, h2, _ in boxes[i + 1 :]:
             if x2 >= x + w:
                 break
             assert y2 >= y + h or y >= y2 + h2, "nodes overlap"
@@ -100,7 +103,9 @@ def test_layout_puts_every_asset_right_of_its_upstreams(n: int, seed: int) -> No
 def lake(tmp_path: Path) -> lh.Lakehouse:
     @lh.asset(partitions=lh.daily(start="2024-01-01", end="2024-01-06"), partition_column="day")
     def views_raw(ctx: lh.Context) -> pl.DataFrame:
-        days = pl.date_range(ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True)
+        days = pl.date_range(
+            ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True
+        )
         return pl.DataFrame({"day": days, "v": list(range(len(days)))})
 
     @lh.asset
@@ -168,7 +173,9 @@ SLOW_PROJECT = textwrap.dedent(
 )
 
 
-def run_script(tmp_path: Path, progress: str, sleep: float, *, tty: bool, env: dict[str, str] | None = None) -> str:
+def run_script(
+    tmp_path: Path, progress: str, sleep: float, *, tty: bool, env: dict[str, str] | None = None
+) -> str:
     script = tmp_path / "slow_run.py"
     script.write_text(SLOW_PROJECT)
     full_env = dict(os.environ)

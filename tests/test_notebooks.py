@@ -27,7 +27,9 @@ def execute(path: Path, workdir: Path) -> Any:
     target = workdir / path.name
     shutil.copy(path, target)
     nb = nbformat.read(target, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+    ).execute()
     return nb
 
 
@@ -148,7 +150,9 @@ def test_rerunning_a_cell_with_a_changed_body_marks_it_and_downstream_stale(kern
     kernel.run("import polars as pl\nimport lakehouse as lh\nlake = lh.Lakehouse('./lake')")
     kernel.run(CELL_V1)
     kernel.run(DOWNSTREAM_CELL)
-    kernel.run("r = lake.materialize(); assert sorted(r.materialized) == ['base', 'doubled', 'total']")
+    kernel.run(
+        "r = lake.materialize(); assert sorted(r.materialized) == ['base', 'doubled', 'total']"
+    )
     # the same cell again, unchanged: nothing is stale
     kernel.run(CELL_V1)
     assert kernel.run("print(lake.plan().height)").strip() == "0"
@@ -161,3 +165,23 @@ def test_rerunning_a_cell_with_a_changed_body_marks_it_and_downstream_stale(kern
     assert out.strip() == "[('doubled', 'code_changed'), ('total', 'upstream_stale')]"
     kernel.run("r = lake.materialize(); assert sorted(r.materialized) == ['doubled', 'total']")
     assert kernel.run("print(lake.read('total')['s'][0])").strip() == "18"
+
+
+def test_constants_and_helpers_from_other_cells_are_part_of_the_code_version(
+    kernel: Kernel,
+) -> None:
+    kernel.run("import polars as pl\nimport lakehouse as lh\nlake = lh.Lakehouse('./lake')")
+    kernel.run("FACTOR = 2")
+    kernel.run("def scale(col):\n    return pl.col(col) * FACTOR")
+    kernel.run(
+        "@lh.asset\ndef scaled() -> pl.DataFrame:\n"
+        "    return pl.DataFrame({'x': [1, 2]}).select(scale('x'))"
+    )
+    kernel.run("assert lake.materialize().materialized == ['scaled']")
+    kernel.run("FACTOR = 2")  # the same value again: nothing changes
+    assert kernel.run("print(lake.plan().height)").strip() == "0"
+    kernel.run("FACTOR = 10")
+    assert kernel.run("print(list(lake.plan()['reason']))").strip() == "['code_changed']"
+    kernel.run("FACTOR = 2")
+    kernel.run("def scale(col):\n    return pl.col(col) * FACTOR + 1")
+    assert kernel.run("print(list(lake.plan()['reason']))").strip() == "['code_changed']"
