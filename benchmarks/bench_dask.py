@@ -1,0 +1,172 @@
+"""Dask benchmark: 16 partitions of a CPU-bound asset that holds the GIL.
+
+Each partition runs about 0.5 s of pure-Python work (so the speed-up measures the
+executor, not Polars' own threads) and writes one row into a daily-partitioned Delta
+table. Every measurement runs in a fresh process on a fresh lake, in the same
+invocation:
+
+* serial      ``lh.Lakehouse(...).materialize()`` with the default serial executor;
+* dask        ``lh.DaskExecutor(n_workers=2)``: cluster start, the run and the cluster
+              shutdown are all inside the timed span;
+* per-step overhead: 16 partitions that do no work, serial and on an already started
+  two-worker cluster (wall time per step; Dask's column is the extra cost of shipping
+  a step to a worker and back, plus its table commit).
+
+    python benchmarks/bench_dask.py [--repeat 3] [--work-seconds 0.5]
+
+Target: speed-up (serial / dask, cluster start included) >= 1.6x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTITIONS = 16
+
+PROJECT = """
+import polars as pl
+import lakehouse as lh
+
+LOOPS = {loops}
+
+def burn(n):
+    total = 0
+    for i in range(n):
+        total += (i * i) % 7
+    return total
+
+@lh.asset(partitions=lh.daily(start="2024-01-01", end="2024-01-{end:02d}"), partition_column="day",
+          max_partitions_per_run=1, code_version="1")
+def busy(ctx: lh.Context) -> pl.DataFrame:
+    return pl.DataFrame({{"day": [ctx.partition.start], "total": [burn(LOOPS)]}})
+"""
+
+CALIBRATE = """
+import sys, time
+def burn(n):
+    total = 0
+    for i in range(n):
+        total += (i * i) % 7
+    return total
+burn(200_000)
+t = time.perf_counter(); burn(2_000_000); dt = time.perf_counter() - t
+print(dt / 2_000_000)
+"""
+
+RUN = """
+import importlib.util, json, sys, time
+t0 = time.perf_counter()
+import lakehouse as lh
+mode, lake_dir, project = sys.argv[1], sys.argv[2], sys.argv[3]
+spec = importlib.util.spec_from_file_location("bench_project", project)
+mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+
+def main():
+    out = {}
+    if mode == "serial":
+        lake = lh.Lakehouse(lake_dir, assets=mod)
+        t1 = time.perf_counter()
+        res = lake.materialize(partitions="all", progress=False)
+        out["seconds"] = time.perf_counter() - t1
+    elif mode == "dask":
+        t1 = time.perf_counter()
+        with lh.DaskExecutor(n_workers=2, threads_per_worker=1) as ex:
+            ex.start()
+            out["start"] = time.perf_counter() - t1
+            lake = lh.Lakehouse(lake_dir, assets=mod, executor=ex)
+            t2 = time.perf_counter()
+            res = lake.materialize(partitions="all", progress=False)
+            out["run"] = time.perf_counter() - t2
+            t3 = time.perf_counter()
+        out["close"] = time.perf_counter() - t3
+        out["seconds"] = time.perf_counter() - t1
+    elif mode == "dask_warm":  # per-step overhead on a started cluster, table already created
+        with lh.DaskExecutor(n_workers=2, threads_per_worker=1) as ex:
+            lake = lh.Lakehouse(lake_dir, assets=mod, executor=ex)
+            lake.materialize(partitions="2024-01-01", progress=False)  # creates the table, warms workers
+            t1 = time.perf_counter()
+            res = lake.materialize(partitions="all", force=True, progress=False)
+            out["seconds"] = time.perf_counter() - t1
+    elif mode == "serial_warm":
+        lake = lh.Lakehouse(lake_dir, assets=mod)
+        lake.materialize(partitions="2024-01-01", progress=False)
+        t1 = time.perf_counter()
+        res = lake.materialize(partitions="all", force=True, progress=False)
+        out["seconds"] = time.perf_counter() - t1
+    assert res.ok, res.failures
+    out["steps"] = sum(1 for r in res.rows if r["status"] == "materialized")
+    out["rows"] = lake.read("busy").height
+    print(json.dumps(out))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def run(*args: str) -> dict[str, float]:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=900)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-4000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--work-seconds", type=float, default=0.5)
+    args = ap.parse_args()
+    med = statistics.median
+    with tempfile.TemporaryDirectory() as tmp:
+        cal = Path(tmp) / "calibrate.py"
+        cal.write_text(CALIBRATE)
+        per_loop = float(subprocess.run([sys.executable, str(cal)], capture_output=True, text=True,
+                                        check=True).stdout.strip())
+        loops = int(args.work_seconds / per_loop)
+        busy = Path(tmp) / "busy.py"
+        busy.write_text(textwrap.dedent(PROJECT.format(loops=loops, end=PARTITIONS + 1)))
+        idle = Path(tmp) / "idle.py"
+        idle.write_text(textwrap.dedent(PROJECT.format(loops=0, end=PARTITIONS + 1)))
+        runner = Path(tmp) / "run.py"
+        runner.write_text(RUN)
+        results: dict[str, list[dict[str, float]]] = {k: [] for k in ("serial", "dask", "serial_warm", "dask_warm")}
+        for i in range(args.repeat):
+            for mode in ("serial", "dask"):
+                results[mode].append(run(str(runner), mode, f"{tmp}/{mode}-{i}", str(busy)))
+            for mode in ("serial_warm", "dask_warm"):
+                results[mode].append(run(str(runner), mode, f"{tmp}/{mode}-{i}", str(idle)))
+        for mode, rs in results.items():
+            for r in rs:
+                assert r["steps"] == PARTITIONS and r["rows"] == PARTITIONS, (mode, r)
+
+    serial = med(r["seconds"] for r in results["serial"])
+    dask = med(r["seconds"] for r in results["dask"])
+    start = med(r["start"] for r in results["dask"])
+    run_only = med(r["run"] for r in results["dask"])
+    close = med(r["close"] for r in results["dask"])
+    ideal_task = loops * per_loop
+    s_over = med(r["seconds"] for r in results["serial_warm"]) / PARTITIONS
+    d_over = med(r["seconds"] for r in results["dask_warm"]) / PARTITIONS * 2  # 2 workers in parallel
+    load = os.getloadavg()[0]
+    print(f"work per partition (pure Python, GIL held): {ideal_task:.3f} s; {PARTITIONS} partitions; "
+          f"{os.cpu_count()} CPUs; load average {load:.1f}")
+    print(f"serial materialize():                        {serial:.2f} s")
+    print(f"dask, 2 workers (start + run + close):       {dask:.2f} s   "
+          f"(start {start:.2f} s, run {run_only:.2f} s, close {close:.2f} s)")
+    print(f"speed-up serial / dask, cluster included:    {serial / dask:.2f}x (target >= 1.6x)")
+    print(f"speed-up serial / dask run, cluster started: {serial / run_only:.2f}x")
+    print(f"per-step overhead (no work, table exists):   serial {s_over * 1000:.0f} ms, "
+          f"dask {d_over * 1000:.0f} ms per step per worker (+{(d_over - s_over) * 1000:.0f} ms for shipping)")
+
+
+if __name__ == "__main__":
+    main()
