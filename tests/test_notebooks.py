@@ -102,12 +102,14 @@ class Kernel:
 
     def run(self, code: str) -> str:
         chunks: list[str] = []
+        self.mimes: list[str] = []
 
         def collect(msg: dict[str, Any]) -> None:
             content = msg["content"]
             if msg["msg_type"] == "stream":
                 chunks.append(content["text"])
             elif msg["msg_type"] in ("execute_result", "display_data"):
+                self.mimes.extend(content["data"])
                 chunks.append(content["data"].get("text/plain", ""))
             elif msg["msg_type"] == "error":
                 chunks.append("\n".join(content["traceback"]))
@@ -185,3 +187,25 @@ def test_constants_and_helpers_from_other_cells_are_part_of_the_code_version(
     kernel.run("FACTOR = 2")
     kernel.run("def scale(col):\n    return pl.col(col) * FACTOR + 1")
     assert kernel.run("print(list(lake.plan()['reason']))").strip() == "['code_changed']"
+
+
+SLOW_CELL = """
+import time
+
+@lh.asset(partitions=lh.daily(start="2024-01-01", end="2024-01-04"), partition_column="day",
+          max_partitions_per_run=1)
+def slow(ctx: lh.Context) -> pl.DataFrame:
+    time.sleep(float(DELAY))
+    return pl.DataFrame({"day": [ctx.partition.start.date()], "v": [1]})
+"""
+
+
+def test_progress_widget_in_jupyter_only_for_slow_runs(kernel: Kernel) -> None:
+    kernel.run("import polars as pl\nimport lakehouse as lh\nDELAY = 0.6")
+    kernel.run(SLOW_CELL)
+    kernel.run("lh.Lakehouse('./slow-lake', assets=[slow]).materialize()")
+    assert "application/vnd.jupyter.widget-view+json" in kernel.mimes
+    kernel.run("DELAY = 0")
+    kernel.run(SLOW_CELL)
+    kernel.run("lh.Lakehouse('./quick-lake', assets=[slow]).materialize()")
+    assert "application/vnd.jupyter.widget-view+json" not in kernel.mimes
