@@ -401,3 +401,15 @@ def test_configuration_errors() -> None:
     ex = lh.DaskExecutor()
     assert not ex.started and ex.name == "dask" and "not started" in repr(ex)
     ex.close()  # closing an executor that never started is fine
+
+
+def test_the_docs_example_script_runs(tmp_path: Path) -> None:
+    import re
+
+    text = (ROOT / "docs" / "dask.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if b.startswith("# pipeline.py"))
+    (tmp_path / "pipeline.py").write_text(block)
+    proc = subprocess.run([sys.executable, "pipeline.py"], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "8 materialized" in proc.stdout and "2 worker processes" in proc.stdout
