@@ -308,3 +308,14 @@ def test_catalog_url_and_repr(tmp_path: Path) -> None:
     assert lake.plan().height == 0
     assert (tmp_path / "other.db").exists()
     assert "other.db" in repr(lake)
+
+
+def test_unsigned_outputs_are_widened_and_stay_stable(tmp_path: Path) -> None:
+    @lh.asset(name="counted", code_version="1")
+    def counted() -> pl.LazyFrame:
+        return pl.LazyFrame({"a": [1, 2, 3]}).select(n=pl.len(), small=pl.lit(3, dtype=pl.UInt8))
+
+    lake = lh.Lakehouse(tmp_path / "lake", assets=[counted])
+    lake.materialize()
+    assert lake.materialize(force=True).ok  # same schema on the second write
+    assert lake.read("counted").schema == pl.Schema({"n": pl.Int64, "small": pl.Int16})

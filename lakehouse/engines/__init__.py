@@ -70,7 +70,33 @@ def _module(value: Any) -> str:
     return type(value).__module__.split(".")[0]
 
 
+_WIDER = {"uint8": "int16", "uint16": "int32", "uint32": "int64", "uint64": "int64"}
+
+
+def table_types(data: pa.Table | pa.RecordBatchReader) -> pa.Table | pa.RecordBatchReader:
+    """``data`` with unsigned integer columns widened to signed ones.
+
+    Delta and Iceberg have no unsigned types, so a ``UInt32`` (``pl.len()``) would come
+    back as a different type from the table and fail the next schema check.
+    """
+    import pyarrow as pa
+
+    fields = [f.with_type(pa.from_numpy_dtype(_WIDER[str(f.type)])) if str(f.type) in _WIDER else f
+              for f in data.schema]
+    schema = pa.schema(fields, metadata=data.schema.metadata)
+    if schema.equals(data.schema):
+        return data
+    if isinstance(data, pa.Table):
+        return data.cast(schema)
+    return pa.RecordBatchReader.from_batches(schema, (b.cast(schema) for b in data))
+
+
 def to_arrow(value: Any, asset: str, *, stream: bool = True) -> pa.Table | pa.RecordBatchReader:
+    """Arrow data for what an asset function returned, in types every table format has."""
+    return table_types(_to_arrow(value, asset, stream=stream))
+
+
+def _to_arrow(value: Any, asset: str, *, stream: bool = True) -> pa.Table | pa.RecordBatchReader:
     """Arrow data for what an asset function returned.
 
     Polars DataFrames and pandas become tables; a LazyFrame, a DuckDB relation and a
