@@ -111,7 +111,8 @@ def publish(fmt: Any, staged: Staged, provenance: Mapping[str, str]) -> WriteRes
     fast = mode.kind in ("append", "overwrite") and (dt is None or _compatible(dt, sdt, tok["partition_by"]))
     if not fast:
         reader = _reader(sdt)
-        result = fmt.write(ref, reader, mode=mode, predicate=tok["predicate"], partition_by=tok["partition_by"],
+        target = replace(ref, version=str(dt.version())) if dt is not None else ref  # open it: schema mode
+        result = fmt.write(target, reader, mode=mode, predicate=tok["predicate"], partition_by=tok["partition_by"],
                            schema_mode=tok["schema_mode"], provenance=provenance)
         _delete_tree(staged.data.uri, ref.storage_options)
         return WriteResult(result.version, result.seq, staged.rows, staged.schema_fp, result.bytes)
@@ -141,7 +142,7 @@ def publish(fmt: Any, staged: Staged, provenance: Mapping[str, str]) -> WriteRes
                                       hint="retry the run (retries=N)") from exc
         raise StorageError(f"publishing to the Delta table at {ref.uri} failed: {type(exc).__name__}: {text}",
                            asset=ref.asset, hint="check that the storage is reachable and writable") from exc
-    version = _find_commit(fmt._open(ref), staged.stage_id)
+    version = _our_version(fmt, ref, tok["read_version"], adds, staged.stage_id)
     _delete_tree(f"{staged.data.uri}/_delta_log", ref.storage_options)
     return WriteResult(str(version), version, staged.rows, staged.schema_fp)
 
@@ -182,14 +183,7 @@ def discard(fmt: Any, staged: Staged) -> None:
 
 def stage_ids(ref: TableRef) -> list[str]:
     """The stage folders present in ``ref``'s table directory."""
-    fs, path = _fs(f"{ref.uri}/{STAGE_DIR}", ref.storage_options)
-    import pyarrow.fs as pafs
-
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    except (OSError, FileNotFoundError):
-        return []
-    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+    return _list_dirs(f"{ref.uri}/{STAGE_DIR}", ref.storage_options)
 
 
 def clean_stages(fmt: Any, ref: TableRef, keep: Callable[[str], bool]) -> list[str]:
@@ -240,6 +234,34 @@ def _reader(sdt: Any) -> pa.RecordBatchReader:
 
     ds = sdt.to_pyarrow_dataset()
     return pa.RecordBatchReader.from_batches(ds.schema, ds.to_batches())
+
+
+def _our_version(fmt: Any, ref: TableRef, read_version: int | None, adds: list[Any], stage_id: str) -> int:
+    """The version our publish became (concurrent writers may have committed around it).
+
+    The first version after the one we read that lists one of our (unique) files is ours;
+    this avoids ``history()``, which holds the GIL while it reads the log.
+    """
+    dl = _dl()
+    latest = fmt._open(ref)
+    last = int(latest.version())
+    first = read_version + 1 if read_version is not None else 0
+    if adds:
+        mine = adds[0].path
+        for v in range(first, last + 1):
+            dtv = latest if v == last else dl.DeltaTable(ref.uri, version=v, storage_options=dict(ref.storage_options) or None)
+            paths = {urllib.parse.unquote(p) for p in pa_column(dtv.get_add_actions(flatten=False), "path")}
+            if mine in paths:
+                return v
+    if first == last:
+        return last
+    return _find_commit(latest, stage_id)
+
+
+def pa_column(table: Any, name: str) -> list[Any]:
+    import pyarrow as pa
+
+    return pa.table(table).column(name).to_pylist()
 
 
 def _find_commit(dt: Any, stage_id: str) -> int:
@@ -374,37 +396,93 @@ def _removes(dl: Any, dt: Any, where: Predicate | None, everything: bool) -> lis
 # ----------------------------------------------------------------------- object store
 
 
-def _fs(uri: str, options: Mapping[str, str]) -> tuple[Any, str]:
-    """A pyarrow filesystem and path for ``uri``."""
-    import pyarrow.fs as pafs
+def _local(uri: str) -> str | None:
+    if "://" not in uri:
+        return uri
+    if uri.startswith("file://"):
+        return uri[len("file://"):]
+    return None
 
-    if "://" not in uri or uri.startswith("file://"):
-        path = uri[len("file://"):] if uri.startswith("file://") else uri
-        return pafs.LocalFileSystem(), path
+
+def _fsspec(uri: str, options: Mapping[str, str]) -> tuple[Any, str] | None:
+    """An fsspec filesystem for an object-store URI (s3fs for S3), if installed."""
+    try:
+        import fsspec
+    except ImportError:
+        return None
     scheme, rest = uri.split("://", 1)
+    kwargs: dict[str, Any] = {}
     if scheme in ("s3", "s3a"):
         o = {k.upper(): v for k, v in options.items()}
-        endpoint = o.get("AWS_ENDPOINT_URL", "")
-        kwargs: dict[str, Any] = {}
-        if endpoint:
-            parsed = urllib.parse.urlparse(endpoint)
-            kwargs["endpoint_override"] = parsed.netloc or endpoint
-            kwargs["scheme"] = parsed.scheme or "https"
-        if o.get("AWS_ACCESS_KEY_ID"):
-            kwargs["access_key"] = o["AWS_ACCESS_KEY_ID"]
-            kwargs["secret_key"] = o.get("AWS_SECRET_ACCESS_KEY")
-            if o.get("AWS_SESSION_TOKEN"):
-                kwargs["session_token"] = o["AWS_SESSION_TOKEN"]
+        client: dict[str, Any] = {}
+        if o.get("AWS_ENDPOINT_URL"):
+            client["endpoint_url"] = o["AWS_ENDPOINT_URL"]
         if o.get("AWS_REGION"):
-            kwargs["region"] = o["AWS_REGION"]
-        return pafs.S3FileSystem(**kwargs), rest
+            client["region_name"] = o["AWS_REGION"]
+        if o.get("AWS_ACCESS_KEY_ID"):
+            kwargs.update(key=o["AWS_ACCESS_KEY_ID"], secret=o.get("AWS_SECRET_ACCESS_KEY"))
+            if o.get("AWS_SESSION_TOKEN"):
+                kwargs["token"] = o["AWS_SESSION_TOKEN"]
+        if client:
+            kwargs["client_kwargs"] = client
+        scheme = "s3"
+    try:
+        fs = fsspec.filesystem(scheme, skip_instance_cache=True, **kwargs)
+    except (ImportError, ValueError):
+        return None
+    return fs, rest
+
+
+def _fs(uri: str, options: Mapping[str, str]) -> tuple[Any, str]:
+    """A pyarrow filesystem and path for ``uri`` (fallback when fsspec is not installed)."""
+    import pyarrow.fs as pafs
+
+    local = _local(uri)
+    if local is not None:
+        return pafs.LocalFileSystem(), local
     fs, path = pafs.FileSystem.from_uri(uri)
     return fs, path
 
 
+def _list_dirs(uri: str, options: Mapping[str, str]) -> list[str]:
+    import os
+
+    local = _local(uri)
+    if local is not None:
+        try:
+            return sorted(e.name for e in os.scandir(local) if e.is_dir())
+        except OSError:
+            return []
+    got = _fsspec(uri, options)
+    if got is not None:
+        fs, path = got
+        try:
+            return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False, refresh=True)
+                          if fs.isdir(p))
+        except (OSError, FileNotFoundError):
+            return []
+    import pyarrow.fs as pafs
+
+    fs, path = _fs(uri, options)
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+
 def _delete_tree(uri: str, options: Mapping[str, str]) -> None:
-    """Delete a folder and everything in it (best effort: garbage only)."""
+    """Delete a folder and everything in it (best effort: it only holds garbage)."""
+    import shutil
+
+    local = _local(uri)
+    if local is not None:
+        shutil.rmtree(local, ignore_errors=True)
+        return
     try:
+        got = _fsspec(uri, options)
+        if got is not None:
+            fs, path = got
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
+            return
         fs, path = _fs(uri, options)
         fs.delete_dir(path)
     except (OSError, FileNotFoundError):
