@@ -14,14 +14,14 @@ User keys are accepted in any of the common spellings (object_store, boto, pyice
 case-insensitively for the AWS names::
 
     >>> opts = {"endpoint_url": "http://127.0.0.1:9000", "aws_access_key_id": "AK",
-    ...         "s3.secret-access-key": "SK", "region": "eu-west-1"}
+    ...         "s3.secret-access-key": "sk-123", "region": "eu-west-1"}
     >>> d = delta_options("s3://bucket/wh", opts, env={})
     >>> d["AWS_ENDPOINT_URL"], d["AWS_ALLOW_HTTP"], d["AWS_SECRET_ACCESS_KEY"]
-    ('http://127.0.0.1:9000', 'true', 'SK')
+    ('http://127.0.0.1:9000', 'true', 'sk-123')
     >>> p = iceberg_properties("s3://bucket/wh", opts, env={})
     >>> p["s3.endpoint"], p["s3.access-key-id"], p["s3.region"]
     ('http://127.0.0.1:9000', 'AK', 'eu-west-1')
-    >>> redact("failed with key SK", opts)
+    >>> redact("failed with key sk-123", opts)
     'failed with key ***'
     >>> delta_options("/tmp/lake", opts, env={})   # local warehouses need nothing
     {}
