@@ -471,6 +471,21 @@ class Lakehouse:
 
         return column_lineage_frame(self, ref, direction, indirect=indirect)
 
+    def rebuild_catalog(self) -> dict[str, int]:
+        """Reconstruct runs, materializations, partition state and provenance from the
+        tables' commit metadata alone (after the catalog was lost or damaged).
+
+        Every table commit made by lakehouse carries its provenance; the catalog's records
+        of this lakehouse's assets are replaced by what the commits say. Check history and
+        failed runs are not in the commits and are not restored.
+
+        Returns:
+            ``{"runs": n, "materializations": m}`` rebuilt.
+        """
+        from .execution.recovery import rebuild_catalog
+
+        return rebuild_catalog(self)
+
     def checks(self, name: str | None = None) -> pl.DataFrame:
         """The history of data-quality checks of an asset (or of all), newest first.
 

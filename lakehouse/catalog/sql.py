@@ -6,9 +6,11 @@ when it is opened, and a catalog written by a newer lakehouse is refused.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -39,6 +41,7 @@ runs_table = sa.Table(
     sa.Column("host", sa.String(255)),
     sa.Column("pid", sa.Integer),
     sa.Column("info", sa.Text),
+    sa.Column("heartbeat_at", sa.Float),  # renewed while the run holds leases; a dead run stops
 )
 
 materializations_table = sa.Table(
@@ -223,9 +226,17 @@ class SqlCatalog(Catalog):
 
     def _migrate(self) -> None:
         with self.engine.begin() as conn:
+            _lock(conn, "migrate")  # PostgreSQL: one process creates/upgrades the schema at a time
             meta_table.create(conn, checkfirst=True)
             row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
-            current = int(row[0]) if row else 0
+            try:
+                current = int(row[0]) if row else 0
+            except ValueError:
+                raise CatalogError(
+                    f"the catalog at {_safe_url(self.url)} has an unreadable schema version {row[0]!r}",
+                    hint="the catalog is damaged: restore it, or rebuild it from the tables with "
+                         "lake.rebuild_catalog() after moving it away",
+                ) from None
             if current > SCHEMA_VERSION:
                 raise CatalogError(
                     f"the catalog at {_safe_url(self.url)} has schema version {current}, "
@@ -346,7 +357,7 @@ class SqlCatalog(Catalog):
     # -- writes -----------------------------------------------------------------------
 
     def begin_run(self, run_id: str, started_at: float, info: Mapping[str, Any]) -> None:
-        with self.engine.begin() as conn:
+        def tx(conn: Connection) -> None:
             conn.execute(
                 sa.insert(runs_table).values(
                     run_id=run_id,
@@ -355,8 +366,11 @@ class SqlCatalog(Catalog):
                     host=socket.gethostname(),
                     pid=os.getpid(),
                     info=json.dumps(dict(info), default=str),
+                    heartbeat_at=started_at,
                 )
             )
+
+        self._tx(tx)
 
     def finish_run(
         self,
@@ -365,13 +379,39 @@ class SqlCatalog(Catalog):
         finished_at: float,
         records: Sequence[MaterializationRecord],
         extra: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        *,
+        only_if_running: bool = False,
+        hook: Callable[[str], None] | None = None,
     ) -> list[int]:
-        with self.engine.begin() as conn:
+        """Store the run's records, partition state and extra rows; close the run (one
+        transaction, retried when the database is busy).
+
+        ``only_if_running``: do nothing (return ``[]``) unless the run is still marked
+        running, so two processes recovering the same dead run adopt its commits once.
+        ``hook(asset)`` is called for every recorded asset inside the transaction, just
+        before it commits (the ``during_catalog`` fault point).
+        """
+
+        def tx(conn: Connection) -> list[int]:
+            if only_if_running:
+                claimed = conn.execute(
+                    sa.update(runs_table)
+                    .where(runs_table.c.run_id == run_id, runs_table.c.status == "running")
+                    .values(status=status, finished_at=finished_at)
+                ).rowcount
+                if not claimed:
+                    return []
             ids = self._insert_records(conn, records)
             self._write_state(conn, records, ids, finished_at)
             for name, rows in (extra or {}).items():
                 if rows:
                     conn.execute(sa.insert(EXTRA_TABLES[name]), [dict(r) for r in rows])
+            conn.execute(sa.delete(leases_table).where(leases_table.c.run_id == run_id))
+            if hook is not None:
+                for asset in dict.fromkeys(r.asset for r in records):
+                    hook(asset)
+            if only_if_running:
+                return ids
             updated = conn.execute(
                 sa.update(runs_table)
                 .where(runs_table.c.run_id == run_id)
@@ -389,7 +429,9 @@ class SqlCatalog(Catalog):
                         info="{}",
                     )
                 )
-        return ids
+            return ids
+
+        return list(self._tx(tx))
 
     def _insert_records(self, conn: Connection, records: Sequence[MaterializationRecord]) -> list[int]:
         if not records:
@@ -432,34 +474,110 @@ class SqlCatalog(Catalog):
             return
         t = state_table
         assets = sorted({rec.asset for rec, _ in written})
+        _lock(conn, *assets)
         rows: dict[str, list[dict[str, Any]]] = {a: [] for a in assets}
         for r in conn.execute(sa.select(t).where(t.c.asset.in_(assets))):
             rows[r.asset].append(dict(r._mapping))
         for rec, mat_id in written:
+            # a partition keeps the newest write (highest table seq): a run that finishes
+            # late, or the adoption of a crashed run's commit, never rolls the state back
+            newer = sorted((row["pstart"], row["pend"]) for row in rows[rec.asset]
+                           if row["pend"] > rec.start and row["pstart"] < rec.end and row["seq"] > rec.seq)
             kept: list[dict[str, Any]] = []
             for row in rows[rec.asset]:
-                if row["pend"] <= rec.start or row["pstart"] >= rec.end:
+                if row["pend"] <= rec.start or row["pstart"] >= rec.end or row["seq"] > rec.seq:
                     kept.append(row)
                     continue
                 if row["pstart"] < rec.start:
                     kept.append({**row, "pend": rec.start})
                 if row["pend"] > rec.end:
                     kept.append({**row, "pstart": rec.end})
-            kept.append({
-                "asset": rec.asset,
-                "pstart": rec.start,
-                "pend": rec.end,
-                "mat_id": mat_id,
-                "version": None if rec.version is None else str(rec.version),
-                "seq": rec.seq,
-                "code_version": rec.code_version,
-                "inputs": _dump_inputs(rec.inputs),
-                "materialized_at": (rec.started_at + rec.seconds) or now,
-                "rows": rec.rows,
-            })
+            for start, end in _gaps(rec.start, rec.end, newer):
+                kept.append(_state_row(rec, mat_id, start, end, now))
             rows[rec.asset] = kept
         conn.execute(sa.delete(t).where(t.c.asset.in_(assets)))
         conn.execute(sa.insert(t), [row for a in assets for row in rows[a]])
+
+    def forget(self, assets: Sequence[str]) -> None:
+        """Delete the materializations, partition state and leases of ``assets``, and the
+        runs left without materializations (before :func:`rebuild_catalog` refills them)."""
+        names = list(assets)
+
+        def tx(conn: Connection) -> None:
+            m = materializations_table
+            for table in (m, state_table, leases_table):
+                conn.execute(sa.delete(table).where(table.c.asset.in_(names)))
+            orphan = sa.select(m.c.id).where(m.c.run_id == runs_table.c.run_id).exists()
+            conn.execute(sa.delete(runs_table).where(~orphan, runs_table.c.status != "running"))
+
+        self._tx(tx)
+
+    # -- leases -------------------------------------------------------------------------
+
+    def acquire_lease(self, run_id: str, asset: str, start: int, end: int, ttl: float) -> str | None:
+        """Lease partitions ``[start, end)`` of ``asset`` to ``run_id`` for ``ttl`` seconds.
+
+        Returns ``None`` when the lease was taken, else the id of the live run holding an
+        overlapping lease. Expired leases (their holder died) are taken over.
+        """
+        t = leases_table
+
+        def tx(conn: Connection) -> str | None:
+            _lock(conn, f"lease:{asset}")
+            now = time.time()
+            rows = conn.execute(sa.select(t).where(t.c.asset == asset, t.c.pstart < end, t.c.pend > start)).fetchall()
+            for r in rows:
+                if r.run_id != run_id and r.expires_at > now:
+                    return str(r.run_id)
+            if rows:
+                conn.execute(sa.delete(t).where(t.c.asset == asset, t.c.pstart < end, t.c.pend > start))
+            conn.execute(sa.insert(t).values(asset=asset, pstart=start, pend=end, run_id=run_id, expires_at=now + ttl))
+            return None
+
+        holder: str | None = self._tx(tx)
+        return holder
+
+    def release_lease(self, run_id: str, asset: str, start: int, end: int) -> None:
+        t = leases_table
+        self._tx(lambda conn: conn.execute(
+            sa.delete(t).where(t.c.run_id == run_id, t.c.asset == asset, t.c.pstart == start, t.c.pend == end)))
+
+    def renew_leases(self, run_id: str, ttl: float) -> None:
+        """Extend every lease of ``run_id`` and record that the run is alive."""
+        now = time.time()
+
+        def tx(conn: Connection) -> None:
+            conn.execute(sa.update(leases_table).where(leases_table.c.run_id == run_id).values(expires_at=now + ttl))
+            conn.execute(sa.update(runs_table).where(runs_table.c.run_id == run_id).values(heartbeat_at=now))
+
+        self._tx(tx)
+
+    def release_leases(self, run_id: str) -> None:
+        self._tx(lambda conn: conn.execute(sa.delete(leases_table).where(leases_table.c.run_id == run_id)))
+
+    def leases(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(leases_table))]
+
+    # -- transactions ---------------------------------------------------------------------
+
+    def _tx(self, fn: Callable[[Connection], Any]) -> Any:
+        """Run ``fn(conn)`` in one write transaction, retried while the database reports a
+        transient conflict (SQLite busy beyond its timeout, a PostgreSQL deadlock or
+        serialization failure); other database errors become a :class:`CatalogError`."""
+        for attempt in range(8):
+            try:
+                with self.engine.begin() as conn:
+                    return fn(conn)
+            except sa.exc.OperationalError as exc:
+                if attempt < 7 and _transient(exc):
+                    time.sleep(min(2.0, 0.05 * 2 ** attempt))
+                    continue
+                raise CatalogError(
+                    f"the catalog at {_safe_url(self.url)} failed: {str(exc).splitlines()[0]}",
+                    hint="check that the catalog database is reachable and writable; retry the run",
+                ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def delete_state(self, asset: str, start: int | None = None, end: int | None = None) -> None:
         """Forget the partition state of ``asset`` (optionally of one range)."""
@@ -482,6 +600,52 @@ class SqlCatalog(Catalog):
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _transient(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("database is locked", "database is busy", "deadlock", "could not serialize",
+                                   "serialization failure"))
+
+
+def _lock(conn: Connection, *keys: str) -> None:
+    """Serialize writers of the same keys (PostgreSQL advisory transaction locks; SQLite
+    writers are already serialized by ``BEGIN IMMEDIATE``)."""
+    if conn.dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        n = int.from_bytes(hashlib.sha256(f"lakehouse:{key}".encode()).digest()[:8], "big", signed=True)
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(n)))
+
+
+def _gaps(start: int, end: int, taken: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``[start, end)`` not covered by the sorted ranges ``taken``."""
+    out = []
+    pos = start
+    for a, b in taken:
+        if a > pos:
+            out.append((pos, min(a, end)))
+        pos = max(pos, b)
+        if pos >= end:
+            break
+    if pos < end:
+        out.append((pos, end))
+    return [(a, b) for a, b in out if a < b]
+
+
+def _state_row(rec: MaterializationRecord, mat_id: int, start: int, end: int, now: float) -> dict[str, Any]:
+    return {
+        "asset": rec.asset,
+        "pstart": start,
+        "pend": end,
+        "mat_id": mat_id,
+        "version": None if rec.version is None else str(rec.version),
+        "seq": rec.seq,
+        "code_version": rec.code_version,
+        "inputs": _dump_inputs(rec.inputs),
+        "materialized_at": (rec.started_at + rec.seconds) or now,
+        "rows": rec.rows,
+    }
 
 
 def _safe_url(url: str) -> str:

@@ -21,7 +21,8 @@ from ..plan import UNIT, Plan, map_up
 from .result import RunResult
 from .local import SerialExecutor, Task, ThreadExecutor, gate_new_tables, schedule
 from .observe import RunObserver
-from .step import Step, StepInput, StepResult
+from .leases import Leases
+from .step import Step, StepInput, StepResult, fault
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import Executor
@@ -96,6 +97,7 @@ def run_plan(
 
     reads = SourceReads(lake, state, current, run_id)  # sources and since_last_run inputs
     observer = RunObserver(lake, run_id, plan.assets(), len(tasks))  # logs, spans, metrics, OpenLineage
+    leases = Leases(catalog, run_id, state)  # no asset partition computed by two runs at once
 
     def make_step(task: Task) -> Step | StepResult:
         spec = graph.specs[task.asset]
@@ -144,7 +146,7 @@ def run_plan(
             return fut
         task_steps[id(task)] = step
         observer.step_started(step)
-        return executor.submit(step)
+        return leases.submit(step, executor.submit)
 
     task_steps: dict[int, Step] = {}
 
@@ -152,6 +154,15 @@ def run_plan(
         spec = graph.specs[task.asset]
         step = task_steps.get(id(task))
         text = spec.partitions.format_ranges(task.ranges) if spec.partitions is not None else None
+        if res.extra.get("done_by_other_run"):  # written by a concurrent run while this one waited
+            if res.seq is not None and (task.asset not in current or res.seq >= current[task.asset][1]):
+                current[task.asset] = (res.version, res.seq)
+            rows_out.append({"asset": task.asset, "partitions": text, "status": "skipped",
+                             "reason": "materialized by a concurrent run", "rows": None, "version": res.version,
+                             "seconds": 0.0, "error": None})
+            if bar is not None:
+                bar.update(1)
+            return
         if res.status == "materialized" and res.seq is not None:
             prev = current.get(task.asset)
             if prev is None or res.seq >= prev[1]:
@@ -188,14 +199,16 @@ def run_plan(
         gate_new_tables(tasks, lambda asset: asset in current)
         schedule(tasks, submit, on_result, on_skip, max_parallel=executor.max_parallel)
     finally:
+        leases.close()
         observer.close()
         if owned:
             executor.close()
         if bar is not None:
             bar.close()
-    failed = any(r["status"] != "materialized" for r in rows_out)
+    failed = any(r["status"] not in ("materialized", "skipped") for r in rows_out)
     extra["code_versions"] = _dedupe_code_versions(extra["code_versions"], catalog)
-    catalog.finish_run(run_id, "failed" if failed else "succeeded", time.time(), records, extra)
+    catalog.finish_run(run_id, "failed" if failed else "succeeded", time.time(), records, extra,
+                       hook=_during_catalog)
     in_plan = set(plan.assets())
     ordered: list[dict[str, Any]] = []
     for key in selected:
@@ -220,6 +233,11 @@ def _located(res: StepResult, partitions: str | None) -> str | None:
     if res.worker:
         parts.append(f"worker {res.worker}")
     return ", ".join(parts) + ": " + text if parts else text
+
+
+def _during_catalog(asset: str) -> None:
+    """The ``during_catalog`` fault point, inside ``finish_run``'s transaction."""
+    fault("during_catalog", asset)
 
 
 def _dedupe_code_versions(rows: list[dict[str, Any]], catalog: Any) -> list[dict[str, Any]]:

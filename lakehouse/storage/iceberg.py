@@ -23,7 +23,7 @@ import functools
 import json
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._plugins import require
@@ -168,7 +168,10 @@ class IcebergFormat:
         partition_by: list[str],
         schema_mode: str,
         provenance: Mapping[str, str],
+        before_commit: Callable[[], None] | None = None,
     ) -> WriteResult:
+        """Write ``data`` in ONE catalog commit; ``before_commit()`` runs once the data
+        files are written, just before the commit (write-audit-publish fault point)."""
         import pyarrow as pa
 
         _pyiceberg()
@@ -182,7 +185,7 @@ class IcebergFormat:
         if tbl is None:
             table = data if isinstance(data, pa.Table) else data.read_all()
             try:
-                snap = self._create(ref, table, partition_by, props)
+                snap = self._create(ref, table, partition_by, props, before_commit)
                 return WriteResult(
                     str(snap.snapshot_id),
                     int(snap.sequence_number or 0),
@@ -241,6 +244,8 @@ class IcebergFormat:
                     txn.overwrite(data, overwrite_filter=where, snapshot_properties=props)
                 else:
                     txn.overwrite(data, snapshot_properties=props)
+                if before_commit is not None:
+                    before_commit()
                 txn.commit_transaction()
         except Exception as exc:
             raise self._translate(exc, ref, predicate) from None
@@ -252,7 +257,8 @@ class IcebergFormat:
         )
 
     def _create(
-        self, ref: TableRef, table: pa.Table, partition_by: list[str], props: dict[str, str]
+        self, ref: TableRef, table: pa.Table, partition_by: list[str], props: dict[str, str],
+        before_commit: Callable[[], None] | None = None,
     ) -> Any:
         """Create the table and write its first data in one catalog commit."""
         cat = _catalog(ref)
@@ -269,6 +275,8 @@ class IcebergFormat:
                     for column, transform, name in fields:
                         spec.add_field(column, transform, name)
             txn.append(table, snapshot_properties=props)
+            if before_commit is not None:
+                before_commit()
             txn.commit_transaction()
         except Exception as exc:
             from pyiceberg.exceptions import TableAlreadyExistsError

@@ -1,0 +1,154 @@
+"""Leases: no asset partition is computed by two runs at the same time (layer 4).
+
+Before a step runs, the coordinator leases its asset range in the catalog (``lh_leases``).
+A lease expires ``ttl`` seconds after its last renewal; a heartbeat thread renews every
+lease of the run (and the run's ``heartbeat_at``) while it lives, so the lease of a run
+that died is taken over after at most ``ttl`` seconds (at once when recovery sees that its
+process is gone).
+
+A step that had to wait for another run's lease first looks at the catalog again: when
+the other run has meanwhile written exactly those partitions with the same code, the
+step is not recomputed (that matters for ``write="append"`` assets) and downstream steps
+read the other run's version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from .step import Step, StepResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..catalog import StateRow
+
+log = logging.getLogger("lakehouse")
+
+#: Environment variable: lease duration in seconds (default 60).
+LEASE_ENV = "LAKEHOUSE_LEASE_SECONDS"
+DEFAULT_TTL = 60.0
+
+
+def lease_seconds() -> float:
+    """The lease duration: ``LAKEHOUSE_LEASE_SECONDS`` or 60 s."""
+    try:
+        value = float(os.environ.get(LEASE_ENV, DEFAULT_TTL))
+    except ValueError:
+        return DEFAULT_TTL
+    return value if value > 0 else DEFAULT_TTL
+
+
+class Leases:
+    """The leases of one run: acquire before a step, release after it, renew meanwhile."""
+
+    def __init__(self, catalog: Any, run_id: str, state: Mapping[str, Sequence[StateRow]],
+                 ttl: float | None = None, poll: float = 0.2) -> None:
+        self.catalog = catalog
+        self.run_id = run_id
+        self.ttl = ttl or lease_seconds()
+        self.poll = poll
+        self.enabled = hasattr(catalog, "acquire_lease")
+        self._known = {k: {r.mat_id for r in rows} for k, rows in state.items()}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self.enabled:
+            self._thread = threading.Thread(target=self._heartbeat, name="lakehouse-lease", daemon=True)
+            self._thread.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                self.catalog.renew_leases(self.run_id, self.ttl)
+            except Exception as exc:  # noqa: BLE001 - a missed renewal is retried next beat
+                log.warning("could not renew the leases of run %s: %s", self.run_id, exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.enabled:
+            try:
+                self.catalog.release_leases(self.run_id)
+            except Exception as exc:  # noqa: BLE001 - they expire anyway
+                log.warning("could not release the leases of run %s: %s", self.run_id, exc)
+
+    def submit(self, step: Step, run: Callable[[Step], Future[StepResult]]) -> Future[StepResult]:
+        """Lease the step's range, then ``run(step)``; the lease is released when it ends."""
+        if not self.enabled:
+            return run(step)
+        asset = step.asset
+        start, end = _span(step)
+        holder = self.catalog.acquire_lease(self.run_id, asset, start, end, self.ttl)
+        if holder is None:
+            return self._start(step, run, start, end)
+        log.info("asset %s partitions [%d, %d) are leased by run %s: waiting", asset, start, end, holder)
+        outer: Future[StepResult] = Future()
+
+        def wait_then_run() -> None:
+            try:
+                while self.catalog.acquire_lease(self.run_id, asset, start, end, self.ttl) is not None:
+                    if self._stop.wait(self.poll):
+                        raise RuntimeError("the run ended while waiting for a lease")
+                inner = self._start(step, run, start, end)
+                inner.add_done_callback(lambda f: _chain(f, outer))
+            except BaseException as exc:  # noqa: BLE001 - hand it to the scheduler
+                outer.set_exception(exc)
+
+        threading.Thread(target=wait_then_run, name=f"lakehouse-wait-{asset}", daemon=True).start()
+        return outer
+
+    def _start(self, step: Step, run: Callable[[Step], Future[StepResult]], start: int,
+               end: int) -> Future[StepResult]:
+        done = self._done_meanwhile(step, start, end)
+        if done is not None:
+            self._release(step, start, end)
+            fut: Future[StepResult] = Future()
+            fut.set_result(done)
+            return fut
+        try:
+            inner = run(step)
+        except BaseException:
+            self._release(step, start, end)
+            raise
+        inner.add_done_callback(lambda _f: self._release(step, start, end))
+        return inner
+
+    def _release(self, step: Step, start: int, end: int) -> None:
+        try:
+            self.catalog.release_lease(self.run_id, step.asset, start, end)
+        except Exception as exc:  # noqa: BLE001 - it expires anyway
+            log.warning("could not release a lease of run %s: %s", self.run_id, exc)
+
+    def _done_meanwhile(self, step: Step, start: int, end: int) -> StepResult | None:
+        """A result standing for the step when another run wrote its whole range with the
+        same code since this run planned, else ``None``."""
+        rows = self.catalog.state([step.asset]).get(step.asset, [])
+        known = self._known.get(step.asset, set())
+        covering = [r for r in rows if r.end > start and r.start < end]
+        if not covering or any(r.mat_id in known or r.code_version != step.code_version for r in covering):
+            return None
+        covered = sum(min(r.end, end) - max(r.start, start) for r in covering)
+        if covered != end - start:
+            return None
+        newest = max(covering, key=lambda r: r.seq)
+        return StepResult(step.step_id, step.asset, start, end, "materialized", time.time(), 0.0,
+                          version=newest.version, seq=newest.seq, rows=None,
+                          extra={"done_by_other_run": True})
+
+
+def _span(step: Step) -> tuple[int, int]:
+    rng = step.ranges
+    return (rng.ranges[0][0], rng.ranges[-1][1]) if rng else (0, 1)
+
+
+def _chain(src: Future[StepResult], dst: Future[StepResult]) -> None:
+    exc = src.exception()
+    if exc is not None:
+        dst.set_exception(exc)
+    else:
+        dst.set_result(src.result())
