@@ -257,7 +257,11 @@ class IcebergFormat:
         )
 
     def _create(
-        self, ref: TableRef, table: pa.Table, partition_by: list[str], props: dict[str, str],
+        self,
+        ref: TableRef,
+        table: pa.Table,
+        partition_by: list[str],
+        props: dict[str, str],
         before_commit: Callable[[], None] | None = None,
     ) -> Any:
         """Create the table and write its first data in one catalog commit."""
@@ -678,15 +682,20 @@ def _plain_history(tbl: Any, schema: Any) -> bool:
 
 
 def _filesystem(tbl: Any, tasks: list[Any]) -> Any:
-    """The pyarrow filesystem of the table's data files, when pyiceberg uses one."""
+    """The pyarrow filesystem of the table's data files (pyarrow or fsspec FileIO)."""
     from pyiceberg.io.pyarrow import PyArrowFileIO
 
     io = tbl.io
-    if not isinstance(io, PyArrowFileIO):
-        return None
     location = tasks[0].file.file_path if tasks else tbl.location()
     scheme, netloc, _ = PyArrowFileIO.parse_location(location)
     try:
-        return io.fs_by_scheme(scheme, netloc)
+        if isinstance(io, PyArrowFileIO):
+            return io.fs_by_scheme(scheme, netloc)
+        get_fs = getattr(io, "get_fs", None)
+        if get_fs is not None:
+            from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+            return PyFileSystem(FSSpecHandler(get_fs(scheme)))
     except Exception:
-        return None
+        return None  # fall back to scanning through pyiceberg
+    return None

@@ -105,6 +105,17 @@ _SECRET_WORDS = (
 )
 
 
+#: pyiceberg property choosing the FileIO implementation.
+FILE_IO = "py-io-impl"
+FSSPEC_FILE_IO = "pyiceberg.io.fsspec.FsspecFileIO"
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def scheme(uri: str) -> str:
     """The URI scheme (``"file"`` for plain paths)."""
     return uri.split("://", 1)[0].lower() if "://" in uri else "file"
@@ -191,9 +202,14 @@ def iceberg_properties(
             prop = _ICEBERG.get(canon)
             if prop is not None:
                 out.setdefault(prop, value)
-        if "s3.endpoint" in out and "s3.region" not in out:
-            # without a region pyiceberg asks AWS itself where the bucket is
-            out["s3.region"] = "us-east-1"
+        if "s3.endpoint" in out:
+            if "s3.region" not in out:
+                # without a region pyiceberg asks AWS itself where the bucket is
+                out["s3.region"] = "us-east-1"
+            if FILE_IO not in out and _has("s3fs"):
+                # S3-compatible servers: pyarrow's S3 client fails completing multipart
+                # uploads on some of them; s3fs (boto) speaks the common subset
+                out[FILE_IO] = FSSPEC_FILE_IO
     return out
 
 
