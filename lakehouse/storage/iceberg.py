@@ -169,9 +169,14 @@ class IcebergFormat:
         schema_mode: str,
         provenance: Mapping[str, str],
         before_commit: Callable[[], None] | None = None,
+        where: Predicate | None = None,
     ) -> WriteResult:
         """Write ``data`` in ONE catalog commit; ``before_commit()`` runs once the data
-        files are written, just before the commit (write-audit-publish fault point)."""
+        files are written, just before the commit (write-audit-publish fault point).
+
+        ``where`` is the neutral partition predicate behind ``predicate``; without it, it
+        is rebuilt from the provenance's partition ranges and checked to render the same.
+        """
         import pyarrow as pa
 
         _pyiceberg()
@@ -211,11 +216,11 @@ class IcebergFormat:
         full_overwrite = mode.kind == "overwrite" and predicate is None
         check_schema(ref.asset, old, new, schema_mode, full_overwrite=full_overwrite)
         changed = any(schema_diff_parts(old, new))
-        where = None
+        neutral, where = where, None
         if predicate is not None:
-            where = _expression(
-                self._neutral(ref, predicate, partition_by, provenance), tbl.schema()
-            )
+            if neutral is None:
+                neutral = self._neutral(ref, predicate, partition_by, provenance)
+            where = _expression(neutral, tbl.schema())
             if mode.kind == "overwrite" and isinstance(data, pa.Table):
                 _validate(data, where, tbl.schema(), ref, provenance)
         try:
