@@ -102,6 +102,7 @@ class DaskExecutor:
         self._cluster: Any = None
         self._lock = threading.RLock()
         self._futures: dict[str, Any] = {}
+        self._warming: list[Any] = []
         self._finalizer: weakref.finalize | None = None
         self._seq = 0
 
@@ -158,6 +159,14 @@ class DaskExecutor:
                 self._client = distributed.Client(self._cluster, set_as_default=False)
             self._finalizer = weakref.finalize(self, _shutdown, self._client, self._cluster,
                                                self._given_client is None)
+            # Warm every worker now, while the coordinator plans: the imports a first step
+            # would otherwise pay for (about a second on a fresh worker) happen meanwhile.
+            try:
+                workers = list(self._client.scheduler_info().get("workers", {}))
+                self._warming = [self._client.submit(_warm, workers=[w], pure=False, key=f"lakehouse-warm-{w}")
+                                 for w in workers]
+            except Exception:  # noqa: BLE001, S110 - only an optimisation
+                self._warming = []
             return self
 
     def close(self) -> None:
@@ -169,6 +178,7 @@ class DaskExecutor:
             self._client = self._given_client
             self._cluster = None
             self._futures.clear()
+            self._warming = []
 
     def __enter__(self) -> DaskExecutor:
         return self.start()
@@ -268,6 +278,23 @@ def _shutdown(client: Any, cluster: Any, owns_client: bool) -> None:
             cluster.close()
         except Exception:  # noqa: BLE001, S110
             pass
+
+
+def _warm() -> None:
+    """Import what every step needs (run once on each worker when the executor starts)."""
+    import importlib
+
+    import pyarrow as pa
+
+    from . import publish, step  # noqa: F401
+    from ..engines import polars as _polars  # noqa: F401
+
+    for name in ("deltalake", "deltalake.transaction"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    pa.array([0], pa.timestamp("us", "UTC")).to_pylist()  # pyarrow loads time-zone support lazily
 
 
 def _safe(text: str) -> str:

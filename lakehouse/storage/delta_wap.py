@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import random
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -148,7 +149,7 @@ def publish(fmt: Any, staged: Staged, provenance: Mapping[str, str]) -> WriteRes
 
 
 #: How often a partition publish is rebased onto commits made meanwhile in other partitions.
-_REBASES = 16
+_REBASES = 32
 
 
 def _commit(dl: Any, dt: Any, sdt: Any, adds: list[Any], staged: Staged, props: Any) -> None:
@@ -173,7 +174,7 @@ def _commit(dl: Any, dt: Any, sdt: Any, adds: list[Any], staged: Staged, props: 
             now = _removes(dl, dt, tok["where"], False)
             if sorted(r.path for r in now) != sorted(r.path for r in removes):
                 raise
-            time.sleep(0.005 * (attempt + 1))
+            time.sleep(random.uniform(0, 0.002) * min(attempt, 8))  # at once first; then a little jitter
 
 
 def discard(fmt: Any, staged: Staged) -> None:
