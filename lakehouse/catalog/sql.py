@@ -129,9 +129,15 @@ leases_table = sa.Table(
     metadata,
     sa.Column("asset", sa.String(512), primary_key=True),
     sa.Column("pstart", sa.BigInteger, primary_key=True),
+    sa.Column("run_id", sa.String(64), primary_key=True),
     sa.Column("pend", sa.BigInteger, nullable=False),
-    sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
+    # "computing" blocks other runs; "committed" (the table commit is made, the run has not
+    # recorded it yet) tells them the partitions are done: version/seq/code_version of it
+    sa.Column("state", sa.String(16), nullable=False, server_default="computing"),
+    sa.Column("version", sa.String(64)),
+    sa.Column("seq", sa.BigInteger),
+    sa.Column("code_version", sa.String(128)),
 )
 
 pins_table = sa.Table(
@@ -525,17 +531,35 @@ class SqlCatalog(Catalog):
         def tx(conn: Connection) -> str | None:
             _lock(conn, f"lease:{asset}")
             now = time.time()
-            rows = conn.execute(sa.select(t).where(t.c.asset == asset, t.c.pstart < end, t.c.pend > start)).fetchall()
+            overlap = (t.c.asset == asset, t.c.pstart < end, t.c.pend > start)
+            rows = conn.execute(sa.select(t).where(*overlap)).fetchall()
             for r in rows:
-                if r.run_id != run_id and r.expires_at > now:
+                if r.run_id != run_id and r.expires_at > now and r.state == "computing":
                     return str(r.run_id)
-            if rows:
-                conn.execute(sa.delete(t).where(t.c.asset == asset, t.c.pstart < end, t.c.pend > start))
-            conn.execute(sa.insert(t).values(asset=asset, pstart=start, pend=end, run_id=run_id, expires_at=now + ttl))
+            conn.execute(sa.delete(t).where(*overlap, sa.or_(t.c.run_id == run_id, t.c.expires_at <= now)))
+            conn.execute(sa.insert(t).values(asset=asset, pstart=start, pend=end, run_id=run_id, expires_at=now + ttl,
+                                             state="computing"))
             return None
 
         holder: str | None = self._tx(tx)
         return holder
+
+    def commit_lease(self, run_id: str, asset: str, start: int, end: int, version: str | None, seq: int | None,
+                     code_version: str) -> None:
+        """Turn a lease into a marker that the partitions are committed (until the run
+        records them): other runs stop waiting and do not compute them again."""
+        t = leases_table
+        self._tx(lambda conn: conn.execute(
+            sa.update(t).where(t.c.run_id == run_id, t.c.asset == asset, t.c.pstart == start, t.c.pend == end)
+            .values(state="committed", version=version, seq=seq, code_version=code_version)))
+
+    def committed_leases(self, asset: str) -> list[dict[str, Any]]:
+        """Live markers of partitions of ``asset`` committed by runs that have not recorded them."""
+        t = leases_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.asset == asset, t.c.state == "committed",
+                                                   t.c.expires_at > time.time()))
+            return [dict(r._mapping) for r in rows]
 
     def release_lease(self, run_id: str, asset: str, start: int, end: int) -> None:
         t = leases_table

@@ -68,14 +68,13 @@ class Leases:
                 log.warning("could not renew the leases of run %s: %s", self.run_id, exc)
 
     def close(self) -> None:
+        """Stop renewing. The run's leases (and "committed" markers) are deleted by
+        ``finish_run`` in the same transaction that records its writes, so other runs
+        never see the partitions as neither leased nor recorded; if the run dies first
+        they expire (or recovery releases them)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self.enabled:
-            try:
-                self.catalog.release_leases(self.run_id)
-            except Exception as exc:  # noqa: BLE001 - they expire anyway
-                log.warning("could not release the leases of run %s: %s", self.run_id, exc)
 
     def submit(self, step: Step, run: Callable[[Step], Future[StepResult]]) -> Future[StepResult]:
         """Lease the step's range, then ``run(step)``; the lease is released when it ends."""
@@ -115,8 +114,19 @@ class Leases:
         except BaseException:
             self._release(step, start, end)
             raise
-        inner.add_done_callback(lambda _f: self._release(step, start, end))
+        inner.add_done_callback(lambda f: self._finished(step, start, end, f))
         return inner
+
+    def _finished(self, step: Step, start: int, end: int, fut: Future[StepResult]) -> None:
+        res = None if fut.cancelled() or fut.exception() is not None else fut.result()
+        if res is not None and res.status == "materialized" and res.seq is not None:
+            try:  # keep a "committed" marker until this run records the write
+                self.catalog.commit_lease(self.run_id, step.asset, start, end, res.version, res.seq,
+                                          step.code_version)
+                return
+            except Exception as exc:  # noqa: BLE001
+                log.warning("could not mark a lease of run %s committed: %s", self.run_id, exc)
+        self._release(step, start, end)
 
     def _release(self, step: Step, start: int, end: int) -> None:
         try:
@@ -127,18 +137,23 @@ class Leases:
     def _done_meanwhile(self, step: Step, start: int, end: int) -> StepResult | None:
         """A result standing for the step when another run wrote its whole range with the
         same code since this run planned, else ``None``."""
-        rows = self.catalog.state([step.asset]).get(step.asset, [])
+        from ..partitions import RangeSet
+
         known = self._known.get(step.asset, set())
-        covering = [r for r in rows if r.end > start and r.start < end]
-        if not covering or any(r.mat_id in known or r.code_version != step.code_version for r in covering):
+        done: list[tuple[int, int, str | None, int]] = []  # start, end, version, seq
+        for r in self.catalog.state([step.asset]).get(step.asset, []):
+            if r.end > start and r.start < end and r.mat_id not in known and r.code_version == step.code_version:
+                done.append((r.start, r.end, r.version, r.seq))
+        committed = getattr(self.catalog, "committed_leases", None)
+        for m in committed(step.asset) if committed is not None else []:
+            if (m["run_id"] != self.run_id and m["pend"] > start and m["pstart"] < end
+                    and m["code_version"] == step.code_version and m["seq"] is not None):
+                done.append((int(m["pstart"]), int(m["pend"]), m["version"], int(m["seq"])))
+        if not done or not RangeSet.of(start, end).issubset(RangeSet([(a, b) for a, b, _, _ in done])):
             return None
-        covered = sum(min(r.end, end) - max(r.start, start) for r in covering)
-        if covered != end - start:
-            return None
-        newest = max(covering, key=lambda r: r.seq)
+        _, _, version, seq = max(done, key=lambda d: d[3])
         return StepResult(step.step_id, step.asset, start, end, "materialized", time.time(), 0.0,
-                          version=newest.version, seq=newest.seq, rows=None,
-                          extra={"done_by_other_run": True})
+                          version=version, seq=seq, rows=None, extra={"done_by_other_run": True})
 
 
 def _span(step: Step) -> tuple[int, int]:
