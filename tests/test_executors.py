@@ -5,6 +5,7 @@ the first write of a new table, and errors that name the asset, partition and wo
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import textwrap
 import types
 from pathlib import Path
@@ -77,7 +78,7 @@ def test_serial_executor_runs_one_step_at_a_time(tmp_path: Path) -> None:
     lake = lh.Lakehouse(tmp_path / "lake", assets=mod)
     assert lake.materialize().ok
     s = sorted(stamps(lake, "slow_root", "slow_child", "fast_root", "fast_child").values(), key=lambda r: r["t0"])
-    for a, b in zip(s, s[1:]):
+    for a, b in itertools.pairwise(s):
         assert a["t1"] <= b["t0"]
 
 
@@ -234,7 +235,7 @@ def test_retries_only_retryable_errors_with_backoff(tmp_path: Path) -> None:
     mod = build_module(tmp_path, RETRIES.format(log=str(log)), "retries")
     lake = lh.Lakehouse(tmp_path / "lake", assets=mod)
     result = lake.materialize(raise_on_error=False)
-    status = dict(zip(result.assets["asset"], result.assets["status"]))
+    status = dict(zip(result.assets["asset"], result.assets["status"], strict=True))
     assert status == {"conflicted": "materialized", "timed_out": "materialized", "bad_data": "failed",
                       "always_conflicts": "failed", "quick_root": "materialized", "quick_child": "materialized"}
     seen = attempts(log)
@@ -242,7 +243,7 @@ def test_retries_only_retryable_errors_with_backoff(tmp_path: Path) -> None:
     assert len(seen["timed_out"]) == 2
     assert len(seen["bad_data"]) == 1  # not retryable: retries=3 does not apply
     assert len(seen["always_conflicts"]) == 2  # one try plus retries=1
-    gaps = [b - a for a, b in zip(seen["conflicted"], seen["conflicted"][1:])]
+    gaps = [b - a for a, b in itertools.pairwise(seen["conflicted"])]
     assert gaps[0] >= 0.45 and gaps[1] >= 0.95  # exponential backoff: 0.5 s, then 1 s
     # the scheduler kept running other steps while a retry waited for its backoff
     assert seen["quick_child"][0] < seen["conflicted"][1]

@@ -18,6 +18,7 @@ its inputs, computes, runs checks, commits its table write and returns a small
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -103,7 +104,7 @@ class DaskExecutor:
         self._lock = threading.RLock()
         self._futures: dict[str, Any] = {}
         self._warming: list[Any] = []
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         self._seq = 0
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -135,7 +136,8 @@ class DaskExecutor:
             address = self.address or dask.config.get(_ADDRESS_KEY, None)
             if address:
                 try:
-                    self._client = distributed.Client(address, set_as_default=False, timeout=self.timeout)
+                    self._client = distributed.Client(  # type: ignore[no-untyped-call]
+                        address, set_as_default=False, timeout=self.timeout)
                 except (OSError, TimeoutError) as exc:
                     raise ConfigError(
                         f"cannot reach the Dask scheduler at {address}: {exc}",
@@ -155,8 +157,9 @@ class DaskExecutor:
                     "memory_limit": self.memory_limit,
                 }
                 options.update(self.cluster_options)
-                self._cluster = distributed.LocalCluster(**options)
-                self._client = distributed.Client(self._cluster, set_as_default=False)
+                self._cluster = distributed.LocalCluster(**options)  # type: ignore[no-untyped-call]
+                self._client = distributed.Client(  # type: ignore[no-untyped-call]
+                    self._cluster, set_as_default=False)
             self._finalizer = weakref.finalize(self, _shutdown, self._client, self._cluster,
                                                self._given_client is None)
             # Warm every worker now, while the coordinator plans: the imports a first step
@@ -165,7 +168,7 @@ class DaskExecutor:
                 workers = list(self._client.scheduler_info().get("workers", {}))
                 self._warming = [self._client.submit(_warm, workers=[w], pure=False, key=f"lakehouse-warm-{w}")
                                  for w in workers]
-            except Exception:  # noqa: BLE001, S110 - only an optimisation
+            except Exception:
                 self._warming = []
             return self
 
@@ -207,7 +210,7 @@ class DaskExecutor:
         out.set_running_or_notify_cancel()
         try:
             payload = self._dumps(step)
-        except Exception as exc:  # noqa: BLE001 - unpicklable function or closure
+        except Exception as exc:
             out.set_result(_failure(
                 step, f"cannot ship the step to the Dask workers: {type(exc).__name__}: {exc}",
                 "PicklingError", worker="coordinator",
@@ -225,7 +228,7 @@ class DaskExecutor:
             self._futures.pop(key, None)
             try:
                 out.set_result(_settle(fut, step))
-            except Exception as exc:  # noqa: BLE001 - never leave the coordinator waiting
+            except Exception as exc:
                 out.set_result(_failure(step, f"{type(exc).__name__}: {exc}", type(exc).__name__))
 
         dfut.add_done_callback(settle)
@@ -269,15 +272,11 @@ class DaskExecutor:
 
 def _shutdown(client: Any, cluster: Any, owns_client: bool) -> None:
     if owns_client and client is not None:
-        try:
+        with contextlib.suppress(Exception):  # best effort at shutdown
             client.close()
-        except Exception:  # noqa: BLE001, S110 - best effort at shutdown
-            pass
     if cluster is not None:
-        try:
+        with contextlib.suppress(Exception):
             cluster.close()
-        except Exception:  # noqa: BLE001, S110
-            pass
 
 
 def _warm() -> None:
@@ -286,14 +285,12 @@ def _warm() -> None:
 
     import pyarrow as pa
 
-    from . import publish, step  # noqa: F401
     from ..engines import polars as _polars  # noqa: F401
+    from . import publish, step  # noqa: F401
 
     for name in ("deltalake", "deltalake.transaction"):
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module(name)
-        except ImportError:
-            pass
     pa.array([0], pa.timestamp("us", "UTC")).to_pylist()  # pyarrow loads time-zone support lazily
 
 
@@ -317,7 +314,7 @@ def _run_remote(payload: bytes) -> StepResult | tuple[str, str, str]:
 
     try:
         step = pickle.loads(payload)
-    except Exception as exc:  # noqa: BLE001 - e.g. a module missing on the worker
+    except Exception as exc:
         return ("unpicklable", _worker_name(), f"{type(exc).__name__}: {exc}")
     from .step import run_step
 
