@@ -274,6 +274,10 @@ class Lakehouse:
         from .execution.recovery import recover_unfinished
 
         recover_unfinished(self)
+        if any(s.previous_names for s in self.graph.specs.values()):  # renamed assets adopt their history
+            from .maintenance import adopt_renamed
+
+            adopt_renamed(self)
 
     # -- planning and status ----------------------------------------------------------
 
@@ -503,6 +507,125 @@ class Lakehouse:
         from .views import history_frame
 
         return history_frame(self, recorded_key(self, name))
+
+    # -- maintenance and lifecycle ---------------------------------------------------------
+
+    def optimize(self, select: str | Sequence[str] | None = None, *, zorder: str | Sequence[str] | None = None,
+                 partitions: Any = None, dry_run: bool = False) -> pl.DataFrame:
+        """Compact small files into large ones, per partition; table content and staleness
+        stay as they are (see the maintenance guide).
+
+        Delta: ``optimize.compact`` (``z_order`` with ``zorder=``). Iceberg: the data files
+        of each partition are rewritten in one snapshot (sorted by ``zorder`` columns);
+        tiny hour/day partitions are regrouped by day/month through partition evolution.
+
+        Args:
+            select: assets (default: every asset with a table, orphaned ones included).
+            zorder: column(s) to cluster the rewritten files by.
+            partitions: only these partitions (e.g. ``"2024-01-01..2024-01-31"``).
+            dry_run: report what would be done, change nothing.
+
+        Returns:
+            ``asset, format, files_before, files_after, version_before, version_after,
+            action, detail``: one row per asset.
+        """
+        from .maintenance import optimize
+
+        return optimize(self, select, zorder=zorder, partitions=partitions, dry_run=dry_run)
+
+    def vacuum(self, select: str | Sequence[str] | None = None, retain: str | float = "7d",
+               dry_run: bool = False) -> pl.DataFrame:
+        """Delete files (and Iceberg snapshots) older than ``retain`` that no needed version uses.
+
+        Never removes what the current version, a version the partition state reads, a
+        pinned version (:meth:`pin`) or a version younger than ``retain`` needs.
+
+        Args:
+            select: assets (default: every asset with a table, orphaned ones included).
+            retain: time travel to keep: ``"7d"``, ``"12h"``, ``"0s"`` or seconds.
+            dry_run: report what would be removed, remove nothing.
+
+        Returns:
+            ``asset, format, files_removed, bytes_removed, kept_versions, action, detail``.
+        """
+        from .maintenance import vacuum
+
+        return vacuum(self, select, retain=retain, dry_run=dry_run)
+
+    def pin(self, name: str, version: str | int | None = None, reason: str | None = None) -> str:
+        """Keep ``version`` (default: the current one) of an asset's table through
+        :meth:`vacuum`; returns the pinned version. Erasure overrides pins for versions
+        that hold erased rows."""
+        from .maintenance import pin
+
+        return pin(self, name, version, reason)
+
+    def unpin(self, name: str, version: str | int | None = None) -> int:
+        """Remove the pin of one version (default: every pin) of an asset; returns how many."""
+        from .maintenance import unpin
+
+        return unpin(self, name, version)
+
+    def pins(self, name: str | None = None) -> pl.DataFrame:
+        """Pinned versions: ``asset, version, reason, pinned_at``."""
+        from .maintenance import pins_frame
+
+        return pins_frame(self, name)
+
+    def drop(self, name: str, *, dry_run: bool = False) -> dict[str, Any]:
+        """Delete an asset's table and everything the catalog records about it.
+
+        Refused while a defined asset reads it. Use it for assets removed from the code
+        (``orphaned`` in :meth:`status`), or to start an asset over.
+
+        Returns:
+            ``asset, format, uri, table, files_removed, bytes_removed, records, dry_run``.
+        """
+        from .maintenance import drop
+
+        return drop(self, name, dry_run=dry_run)
+
+    def wipe(self, name: str, partitions: Any = None, *, dry_run: bool = False) -> dict[str, Any]:
+        """Delete the rows of some partitions (``"all"``, or nothing for an unpartitioned
+        asset: the whole table) and mark them missing, so the next run recomputes them."""
+        from .maintenance import wipe
+
+        return wipe(self, name, partitions, dry_run=dry_run)
+
+    def erase(self, asset: str, where: Any, reason: str, *, who: str | None = None,
+              dry_run: bool = False) -> pl.DataFrame:
+        """Erase rows everywhere they flowed: the asset, its dependants, and old versions.
+
+        Deletes the rows matching ``where`` from ``asset``; then every dependant partition
+        that consumed a version holding them is recomputed, or, when the dependant declares
+        ``erase_by=[...]`` and its recorded column lineage carries the predicate's columns
+        unchanged (``identity``), the predicate is applied to it directly; finally every
+        older version of these tables is removed physically (retention and pins overridden,
+        except pinned Iceberg versions shown to hold no matching row). An erasure record
+        (who, when, a hash of the predicate, reason, assets, versions, files) is kept; it
+        holds no erased value. See the compliance guide.
+
+        Args:
+            asset: the asset holding the rows.
+            where: a Polars expression (``pl.col("customer_id") == "c-42"``) or a SQL predicate.
+            reason: why (kept in the record).
+            who: who asked (default: the login name).
+            dry_run: report what would be done.
+
+        Returns:
+            ``asset, action, partitions, rows_deleted, version_before, version_after,
+            files_removed, bytes_removed``: one row per table touched.
+        """
+        from .maintenance import erase
+
+        return erase(self, asset, where, reason, who=who, dry_run=dry_run)
+
+    def erasures(self) -> pl.DataFrame:
+        """Every erasure, newest first: ``id, erased_at, who, reason, predicate_hash, status,
+        assets, files_removed, bytes_removed, detail``."""
+        from .maintenance import erasures_frame
+
+        return erasures_frame(self)
 
     def _column_lineage_rows(self, key: str) -> list[dict[str, Any]]:
         from .lineage import column_rows

@@ -69,7 +69,9 @@ def asset_status(lake: Lakehouse, name: str | None = None, *, expand: bool = Fal
             "partitions": parts,
         })
     from .execution.sources import status_rows
+    from .maintenance import orphan_rows
 
+    rows.extend(orphan_rows(lake, state))  # tables whose asset left the code: stale=None, reason "orphaned"
     status_rows(lake, rows, state)  # sources (observed version, expired) and age / deadline of all
     schema = {k: getattr(pl, v) for k, v in STATUS_SCHEMA.items()}
     schema["materialized_at"] = pl.Datetime("us", "UTC")

@@ -108,6 +108,82 @@ def get_format(name: str) -> TableFormat:
     raise ValueError(f"unknown table format {name!r}")
 
 
+@dataclass(frozen=True)
+class MaintenanceResult:
+    """What one maintenance operation did (or would do, in a dry run) to one table.
+
+    Attributes:
+        version_before: the table version before the operation.
+        version_after: the version it made (``None``: no commit).
+        files_before: live data files before (optimize) / files looked at.
+        files_after: live data files after (optimize; estimated in a dry run).
+        files_removed: files deleted from storage (vacuum, purge, drop).
+        bytes_removed: their size.
+        rows: rows deleted (erasure, wipe).
+        detail: format-specific notes.
+    """
+
+    version_before: str | None = None
+    version_after: str | None = None
+    files_before: int = 0
+    files_after: int = 0
+    files_removed: int = 0
+    bytes_removed: int = 0
+    rows: int = 0
+    detail: str | None = None
+
+
+class TableMaintenance(Protocol):
+    """Maintenance operations of a table format (see ``lakehouse.maintenance``).
+
+    ``get_maintenance(name)`` returns the adapter; the heavy libraries load only then.
+    Versions are the format's own ids as text (Delta version, Iceberg snapshot id).
+    """
+
+    def versions(self, ref: TableRef) -> list[tuple[str, float]]:
+        """``(version, commit time in epoch seconds)`` of every readable version, oldest first."""
+
+    def live_files(self, ref: TableRef) -> list[dict[str, Any]]:
+        """``{"path", "size", "partition"}`` of every data file of the current version."""
+
+    def compact(self, ref: TableRef, *, where: Any, zorder: list[str] | None, dry_run: bool,
+                properties: Mapping[str, str], coarsen: bool = True) -> MaintenanceResult:
+        """Rewrite small data files (of the partitions ``where`` selects) into few large ones."""
+
+    def vacuum(self, ref: TableRef, *, keep: set[str], older_than: float, dry_run: bool) -> MaintenanceResult:
+        """Remove files and versions older than ``older_than`` (epoch seconds), except
+        what the versions in ``keep`` and the current version need."""
+
+    def delete_where(self, ref: TableRef, match: Any, properties: Mapping[str, str]) -> MaintenanceResult:
+        """Delete the rows for which ``match(arrow_table)`` is true, in one commit."""
+
+    def purge(self, ref: TableRef, *, keep: set[str], properties: Mapping[str, str]) -> MaintenanceResult:
+        """Physically remove every older version except ``keep`` (retention and pins
+        overridden), and every file and log/metadata entry only they referenced."""
+
+    def delete_partitions(self, ref: TableRef, where: Any, properties: Mapping[str, str]) -> MaintenanceResult:
+        """Delete every row of the partitions ``where`` (a neutral predicate) selects."""
+
+    def drop(self, ref: TableRef) -> MaintenanceResult:
+        """Delete the table and all its files."""
+
+    def rename(self, old: TableRef, new: TableRef) -> None:
+        """Move the table of ``old`` to where ``new`` says, history included."""
+
+
+def get_maintenance(name: str) -> TableMaintenance:
+    """The maintenance adapter for ``name`` (``"delta"`` or ``"iceberg"``)."""
+    if name == "delta":
+        from .delta_maintenance import DeltaMaintenance
+
+        return DeltaMaintenance()
+    if name == "iceberg":
+        from .iceberg_maintenance import IcebergMaintenance
+
+        return IcebergMaintenance()
+    raise ValueError(f"unknown table format {name!r}")
+
+
 def schema_fingerprint(schema: pa.Schema) -> str:
     """A short stable hash of an Arrow schema (names and normalized types)."""
     text = ";".join(f"{f.name}:{normalize_type(f.type)}" for f in schema)

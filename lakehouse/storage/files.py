@@ -1,0 +1,142 @@
+"""Files under a table's location, on local disk or object storage (for maintenance).
+
+Table maintenance (vacuum, erasure, drop, rename) needs what the table formats do not
+offer: list every file under a location with its size, delete files, move a folder.
+This goes through a ``pyarrow.fs`` filesystem built from the same options the formats
+get (:func:`lakehouse.storage.uri.resolve` for S3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import StorageError
+from .uri import resolve, scheme
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file: its URI (same scheme as the location listed), size and modification time."""
+
+    uri: str
+    size: int
+    mtime: float | None = None
+
+
+def filesystem(uri: str, options: Mapping[str, str] | None = None) -> tuple[Any, str]:
+    """``(pyarrow filesystem, path inside it)`` for ``uri``."""
+    import pyarrow.fs as pafs
+
+    kind = scheme(uri)
+    if kind == "file":
+        path = uri[len("file://"):] if uri.startswith("file://") else uri
+        return pafs.LocalFileSystem(), path
+    if kind in ("s3", "s3a"):
+        aws = resolve(uri, options)
+        kwargs: dict[str, Any] = {}
+        if aws.get("AWS_ACCESS_KEY_ID"):
+            kwargs["access_key"] = aws["AWS_ACCESS_KEY_ID"]
+            kwargs["secret_key"] = aws.get("AWS_SECRET_ACCESS_KEY")
+            if aws.get("AWS_SESSION_TOKEN"):
+                kwargs["session_token"] = aws["AWS_SESSION_TOKEN"]
+        if aws.get("AWS_REGION"):
+            kwargs["region"] = aws["AWS_REGION"]
+        endpoint = aws.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            kwargs["scheme"] = "http" if endpoint.startswith("http://") else "https"
+            kwargs["endpoint_override"] = endpoint.split("://", 1)[-1].rstrip("/")
+        return pafs.S3FileSystem(**kwargs), uri.split("://", 1)[1]
+    fs, path = pafs.FileSystem.from_uri(uri)
+    return fs, path
+
+
+def _join(base_uri: str, base_path: str, path: str) -> str:
+    """The URI of ``path`` (a path inside the filesystem of ``base_uri``)."""
+    rel = path[len(base_path):].lstrip("/") if path.startswith(base_path) else path
+    return f"{base_uri.rstrip('/')}/{rel}" if rel else base_uri
+
+
+def list_files(uri: str, options: Mapping[str, str] | None = None) -> list[StoredFile]:
+    """Every file under ``uri`` (recursively); empty when the location does not exist."""
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(uri, options)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    except OSError as exc:
+        raise StorageError(f"cannot list {uri}: {exc}", hint="check that the storage is reachable") from exc
+    out = []
+    for info in infos:
+        if info.type != pafs.FileType.File:
+            continue
+        mtime = info.mtime.timestamp() if info.mtime is not None else None
+        out.append(StoredFile(_join(uri, path, info.path), int(info.size or 0), mtime))
+    return out
+
+
+def delete_files(uris: Iterable[str], options: Mapping[str, str] | None = None) -> int:
+    """Delete files (missing ones are ignored); returns how many were deleted."""
+    done = 0
+    cache: dict[str, Any] = {}
+    for uri in uris:
+        root = uri.split("/", 3)[:3] if "://" in uri else ["file"]
+        key = "/".join(root)
+        if key not in cache:
+            cache[key] = filesystem(uri, options)[0]
+        fs = cache[key]
+        path = filesystem(uri, options)[1] if key == "file" or uri.startswith("file://") else uri.split("://", 1)[1]
+        try:
+            fs.delete_file(path)
+            done += 1
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            text = str(exc).lower()
+            if "not found" in text or "does not exist" in text or "no such" in text:
+                continue
+            raise StorageError(f"cannot delete {uri}: {exc}", hint="check write permissions on the storage") from exc
+    return done
+
+
+def delete_tree(uri: str, options: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """Delete every file under ``uri`` and the folder itself; returns ``(files, bytes)``."""
+    files = list_files(uri, options)
+    delete_files((f.uri for f in files), options)
+    fs, path = filesystem(uri, options)
+    try:
+        fs.delete_dir(path)
+    except (FileNotFoundError, OSError):
+        pass
+    return len(files), sum(f.size for f in files)
+
+
+def move_tree(src: str, dst: str, options: Mapping[str, str] | None = None) -> int:
+    """Move every file under ``src`` to the same relative path under ``dst``.
+
+    Local folders are renamed in one step; object stores copy then delete. Returns the
+    number of files moved.
+    """
+    fs, src_path = filesystem(src, options)
+    _, dst_path = filesystem(dst, options)
+    if scheme(src) == "file":
+        import os
+
+        os.makedirs(os.path.dirname(dst_path.rstrip("/")) or ".", exist_ok=True)
+        n = len(list_files(src, options))
+        os.replace(src_path, dst_path)
+        return n
+    files = list_files(src, options)
+    for f in files:
+        rel = f.uri[len(src.rstrip("/")) + 1:]
+        fs.copy_file(f.uri.split("://", 1)[1], f"{dst_path.rstrip('/')}/{rel}")
+    delete_files((f.uri for f in files), options)
+    return len(files)
+
+
+def exists(uri: str, options: Mapping[str, str] | None = None) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(uri, options)
+    return bool(fs.get_file_info(path).type != pafs.FileType.NotFound)
