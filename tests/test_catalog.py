@@ -1,0 +1,201 @@
+"""Catalog conformance: the same tests on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+import lakehouse as lh
+from lakehouse.catalog import InputVersion, MaterializationRecord
+from lakehouse.catalog.sql import SCHEMA_VERSION, SqlCatalog
+from lakehouse.errors import CatalogError
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.db'}"
+    return str(request.getfixturevalue("postgres_db_url"))
+
+
+@pytest.fixture
+def cat(url: str) -> Any:
+    c = SqlCatalog(url)
+    yield c
+    c.close()
+
+
+def rec(asset: str, start: int, end: int, seq: int, run: str = "r1", status: str = "materialized",
+        code: str = "c1", **kw: Any) -> MaterializationRecord:
+    return MaterializationRecord(run_id=run, asset=asset, start=start, end=end, partitions=None, status=status,
+                                 code_version=code, version=str(seq), seq=seq, rows=end - start,
+                                 started_at=1000.0 + seq, seconds=1.0, **kw)
+
+
+def test_schema_applies_on_open_and_reopens(url: str) -> None:
+    opened = [SqlCatalog(url) for _ in range(2)]
+    assert all(c.schema_version() == SCHEMA_VERSION for c in opened)
+    for c in opened:
+        c.close()
+
+
+def test_concurrent_first_opens(url: str) -> None:
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            SqlCatalog(url).close()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_newer_or_unreadable_schema_version_is_refused(cat: Any, url: str) -> None:
+    import sqlalchemy as sa
+
+    from lakehouse.catalog.sql import meta_table
+
+    for value, text in ((str(SCHEMA_VERSION + 1), "newer than this lakehouse"), ("x1", "unreadable schema version")):
+        with cat.engine.begin() as conn:
+            conn.execute(sa.update(meta_table).where(meta_table.c.key == "schema_version").values(value=value))
+        with pytest.raises(CatalogError, match=text) as info:
+            SqlCatalog(url)
+        assert "hint:" in str(info.value)
+
+
+def test_run_roundtrip_and_state(cat: Any) -> None:
+    cat.begin_run("r1", 1000.0, {"assets": ["a", "b"]})
+    assert [r["run_id"] for r in cat.unfinished_runs()] == ["r1"]
+    inputs = (InputVersion("a", "3", 3),)
+    ids = cat.finish_run("r1", "succeeded", 1010.0, [rec("a", 0, 1, 3), rec("b", 0, 10, 5, inputs=inputs),
+                                                      rec("c", 0, 1, 1, status="failed")],
+                         {"checks": [{"run_id": "r1", "asset": "b", "partitions": None, "check_name": "x",
+                                      "severity": "error", "passed": False, "failing_rows": 2, "detail": None,
+                                      "checked_at": 1009.0, "pstart": 0, "pend": 10, "sample": "[]"}]})
+    assert len(ids) == 3 and cat.unfinished_runs() == []
+    st = cat.state()
+    assert set(st) == {"a", "b"}
+    assert st["b"][0].inputs == inputs and st["b"][0].rows == 10 and st["b"][0].materialized_at == 1006.0
+    assert [m["status"] for m in cat.materializations(run_id="r1")] == ["failed", "materialized", "materialized"]
+    assert cat.failed_checks()[0]["failing_rows"] == 2 and cat.rows("checks", asset="b")[0]["check_name"] == "x"
+
+
+def test_state_keeps_the_newest_write_per_partition(cat: Any) -> None:
+    cat.finish_run("r1", "succeeded", 1.0, [rec("p", 0, 10, 5)])
+    cat.finish_run("r2", "succeeded", 2.0, [rec("p", 3, 6, 7, run="r2")])
+    # a late writer with an older table version only fills what nothing newer covers
+    cat.finish_run("r3", "succeeded", 3.0, [rec("p", 2, 8, 6, run="r3")])
+    rows = [(r.start, r.end, r.seq) for r in cat.state()["p"]]
+    assert rows == [(0, 2, 5), (2, 3, 6), (3, 6, 7), (6, 8, 6), (8, 10, 5)]
+
+
+def test_adoption_claims_a_dead_run_once(cat: Any) -> None:
+    cat.begin_run("dead", 1.0, {"assets": ["a"]})
+    results = []
+
+    def adopt() -> None:
+        results.append(cat.finish_run("dead", "crashed", 2.0, [rec("a", 0, 1, 1, run="dead", status="adopted")],
+                                      only_if_running=True))
+
+    threads = [threading.Thread(target=adopt) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(len(r) for r in results) == [0, 0, 1]
+    assert len(cat.materializations("a")) == 1 and cat.runs()[0]["status"] == "crashed"
+
+
+def test_hook_runs_inside_the_transaction(cat: Any) -> None:
+    cat.begin_run("r1", 1.0, {})
+
+    def boom(asset: str) -> None:
+        raise RuntimeError(f"killed at {asset}")
+
+    with pytest.raises(RuntimeError, match="killed at a"):
+        cat.finish_run("r1", "succeeded", 2.0, [rec("a", 0, 1, 1)], hook=boom)
+    assert cat.materializations() == [] and cat.state() == {}  # rolled back
+    assert [r["run_id"] for r in cat.unfinished_runs()] == ["r1"]
+
+
+def test_leases(cat: Any) -> None:
+    assert cat.acquire_lease("r1", "a", 0, 10, ttl=30) is None
+    assert cat.acquire_lease("r2", "a", 5, 15, ttl=30) == "r1"  # overlapping: held
+    assert cat.acquire_lease("r2", "a", 10, 20, ttl=30) is None  # disjoint: fine
+    assert cat.acquire_lease("r1", "a", 0, 10, ttl=30) is None  # re-entrant
+    cat.commit_lease("r1", "a", 0, 10, "7", 7, "c1")  # committed: no longer blocks
+    assert cat.acquire_lease("r3", "a", 0, 5, ttl=30) is None
+    marks = cat.committed_leases("a")
+    assert [(m["run_id"], m["seq"], m["code_version"]) for m in marks] == [("r1", 7, "c1")]
+    assert cat.acquire_lease("r4", "b", 0, 1, ttl=0.2) is None
+    assert cat.acquire_lease("r5", "b", 0, 1, ttl=30) == "r4"
+    time.sleep(0.3)
+    assert cat.acquire_lease("r5", "b", 0, 1, ttl=30) is None  # the holder stopped renewing
+    cat.renew_leases("r5", ttl=60)
+    assert {r["run_id"] for r in cat.leases()} == {"r1", "r2", "r3", "r5"}
+    cat.begin_run("r2", 1.0, {})
+    cat.finish_run("r2", "succeeded", 2.0, [])  # a finished run's leases go with it
+    cat.release_leases("r3")
+    cat.release_lease("r5", "b", 0, 1)
+    assert {r["run_id"] for r in cat.leases()} == {"r1"}
+
+
+def test_forget(cat: Any) -> None:
+    cat.finish_run("r1", "succeeded", 1.0, [rec("a", 0, 1, 1), rec("b", 0, 1, 1)])
+    cat.finish_run("r2", "succeeded", 1.0, [rec("a", 0, 1, 2, run="r2")])
+    cat.forget(["a"])
+    assert set(cat.state()) == {"b"} and {r["run_id"] for r in cat.runs()} == {"r1"}
+
+
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_lakehouse_on_the_catalog(url: str, tmp_path: Path, fmt: str) -> None:
+    @lh.asset(name="cat_a", code_version="1", format=fmt, checks=[lh.not_null("x")])
+    def cat_a() -> pl.DataFrame:
+        return pl.DataFrame({"x": [1, 2, 3]})
+
+    @lh.asset(name="cat_b", code_version="1", format=fmt)
+    def cat_b(cat_a: pl.LazyFrame) -> pl.LazyFrame:
+        return cat_a.select(pl.col("x").sum())
+
+    lake = lh.Lakehouse(tmp_path / "lake", assets=[cat_a, cat_b], catalog=url)
+    assert lake.materialize().materialized == ["cat_a", "cat_b"]
+    assert lake.read("cat_b").item() == 6
+    assert not lake.status()["stale"].any() and lake.checks("cat_a").height == 1
+    lake.close()
+    again = lh.Lakehouse(tmp_path / "lake", assets=[cat_a, cat_b], catalog=url)
+    assert not again.materialize().materialized
+    if fmt == "iceberg":  # the Iceberg SQL catalog lives in the same database
+        import sqlalchemy as sa
+
+        eng = sa.create_engine(url)
+        with eng.connect() as conn:
+            names = {r[0] for r in conn.execute(sa.text("SELECT table_name FROM iceberg_tables"))}
+        eng.dispose()
+        assert names == {"cat_a", "cat_b"}
+    again.close()
+
+
+def test_corrupt_catalog_file_is_a_catalog_error(tmp_path: Path) -> None:
+    bad = tmp_path / "catalog.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CatalogError, match="cannot open the catalog") as info:
+        SqlCatalog(f"sqlite:///{bad}")
+    assert "hint:" in str(info.value)
+
+
+@pytest.mark.postgres
+def test_unreachable_postgres_is_a_catalog_error() -> None:
+    with pytest.raises(CatalogError, match="cannot open the catalog") as info:
+        SqlCatalog("postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=2")
+    assert "secret" not in str(info.value)
