@@ -296,10 +296,18 @@ def sql_read(asset: str, url: str, table: str, cursor: str | None, since: str | 
                 query = query.where(col <= cursor_value(col, until))
     try:
         with sql_engine(url).connect() as conn:
-            return pl.read_database(query, conn).to_arrow()
+            df = pl.read_database(query, conn)
+            if df.height == 0:  # no rows to infer types from: take them from any one row
+                df = pl.read_database(sa.select(tbl).limit(1), conn).clear()
     except sa.exc.SQLAlchemyError as exc:
         raise StorageError(f"cannot read {table}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
                            asset=asset, hint="check that the database is reachable") from None
+    # time zone names follow the session (``Etc/UTC``, ``UTC`` ...): one spelling, so the
+    # schema of every read is the same
+    zoned = [c for c, t in df.schema.items() if isinstance(t, pl.Datetime) and t.time_zone is not None]
+    if zoned:
+        df = df.with_columns([pl.col(c).dt.convert_time_zone("UTC") for c in zoned])
+    return df.to_arrow()
 
 
 # ------------------------------------------------------------------------------- Delta
