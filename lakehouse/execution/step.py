@@ -108,6 +108,7 @@ class StepResult:
     column_lineage: Any = None  # JSON of engines.column_lineage.ColumnLineage, when asked for
     extra: Mapping[str, Any] = field(default_factory=dict)
     output_schema: tuple[tuple[str, str], ...] = ()  # (name, Arrow type) of the written data
+    bytes: int | None = None  # bytes of the data files the commit added, when the format reports them
 
 
 def provenance(step: Step) -> dict[str, str]:
@@ -210,6 +211,7 @@ def _run_step(step: Step, tel: Any) -> StepResult:
             engine.close()
         checks = tuple(o.row(start, end) for o in done.outcomes)
         result = done.result
+        tel.written(result)
         if result is None:
             from .audit import blocking_error
 

@@ -101,6 +101,7 @@ class StepTelemetry:
         self._started = time.perf_counter()
         self.column_lineage: str | None = None
         self.output_schema: tuple[tuple[str, str], ...] = ()
+        self.bytes: int | None = None
         self.probe: Any = None
         if getattr(step, "column_lineage", False):
             from .column_probe import LineageProbe
@@ -143,9 +144,15 @@ class StepTelemetry:
     def output(self, data: Any) -> None:
         """Remember the output schema (names and Arrow types) for lineage events."""
         try:
-            self.output_schema = tuple((f.name, str(f.type)) for f in data.schema)
+            from ..storage import normalize_type
+
+            self.output_schema = tuple((f.name, normalize_type(f.type)) for f in data.schema)
         except Exception:  # noqa: BLE001
             self.output_schema = ()
+
+    def written(self, result: Any) -> None:
+        """Remember what the commit reported (bytes of the files it added)."""
+        self.bytes = getattr(result, "bytes", None) if result is not None else None
 
     # -- spans ---------------------------------------------------------------------------
 
@@ -204,6 +211,8 @@ class StepTelemetry:
                 changes["column_lineage"] = self.column_lineage
             if self.output_schema and "output_schema" in names and not getattr(result, "output_schema", ()):
                 changes["output_schema"] = self.output_schema
+            if self.bytes is not None and "bytes" in names and getattr(result, "bytes", None) is None:
+                changes["bytes"] = self.bytes
             if changes:
                 result = dataclasses.replace(result, **changes)
         except Exception:  # noqa: BLE001 - telemetry never fails a step

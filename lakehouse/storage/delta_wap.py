@@ -145,7 +145,7 @@ def publish(fmt: Any, staged: Staged, provenance: Mapping[str, str]) -> WriteRes
                            asset=ref.asset, hint="check that the storage is reachable and writable") from exc
     version = _our_version(fmt, ref, tok["read_version"], adds, staged.stage_id)
     _delete_tree(f"{staged.data.uri}/_delta_log", ref.storage_options)
-    return WriteResult(str(version), version, staged.rows, staged.schema_fp)
+    return WriteResult(str(version), version, staged.rows, staged.schema_fp, sum(a.size for a in adds))
 
 
 #: How often a partition publish is rebased onto commits made meanwhile in other partitions.

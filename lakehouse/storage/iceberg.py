@@ -196,6 +196,7 @@ class IcebergFormat:
                     int(snap.sequence_number or 0),
                     table.num_rows,
                     fingerprint,
+                    _added_bytes(snap),
                 )
             except TableAlreadyExistsError:
                 data = table  # a concurrent writer created it first: write into it below
@@ -258,7 +259,7 @@ class IcebergFormat:
         if snap is None:  # pragma: no cover - a committed write always has a snapshot
             raise StorageError("the write left no snapshot", asset=ref.asset, hint="retry the run")
         return WriteResult(
-            str(snap.snapshot_id), int(snap.sequence_number or 0), counter[0], fingerprint
+            str(snap.snapshot_id), int(snap.sequence_number or 0), counter[0], fingerprint, _added_bytes(snap)
         )
 
     def _create(
@@ -476,6 +477,15 @@ class IcebergFormat:
 
 
 # ------------------------------------------------------------------------------ helpers
+
+
+def _added_bytes(snap: Any) -> int | None:
+    """Bytes of the data files a snapshot added (its summary's ``added-files-size``)."""
+    try:
+        value = snap.summary.get("added-files-size") if snap.summary is not None else None
+        return int(value) if value is not None else None
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def schema_diff_parts(old: pa.Schema, new: pa.Schema) -> tuple[list[str], list[str], list[str]]:
