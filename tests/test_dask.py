@@ -413,3 +413,33 @@ def test_the_docs_example_script_runs(tmp_path: Path) -> None:
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "8 materialized" in proc.stdout and "2 worker processes" in proc.stdout
+
+
+@pytest.mark.notebook
+def test_assets_defined_in_a_jupyter_kernel_run_on_dask_workers(tmp_path: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = [
+        "import os, polars as pl, lakehouse as lh\nSCALE = 10",
+        "def scaled(v):\n    return v * SCALE",
+        "@lh.asset\ndef kernel_numbers() -> pl.DataFrame:\n"
+        "    return pl.DataFrame({'v': [scaled(i) for i in range(4)], 'pid': [os.getpid()] * 4})",
+        f"ex = lh.DaskExecutor(n_workers=1)\nlake = lh.Lakehouse({str(tmp_path / 'lake')!r}, executor=ex)\n"
+        "assert lake.materialize().ok\nout = lake.read('kernel_numbers')",
+        "assert sorted(out['v']) == [0, 10, 20, 30]\nassert os.getpid() not in set(out['pid'])",
+        # a redefined cell ships its new code
+        "SCALE = 100\nassert lake.materialize().ok\nassert sorted(lake.read('kernel_numbers')['v']) == [0, 100, 200, 300]\n"
+        "ex.close()",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    env_path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env_path}" if env_path else str(ROOT)
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        if env_path:
+            os.environ["PYTHONPATH"] = env_path
+        else:
+            os.environ.pop("PYTHONPATH", None)
