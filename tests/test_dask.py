@@ -383,12 +383,31 @@ def test_unreachable_scheduler_is_a_config_error() -> None:
     assert not ex.started
 
 
-def test_dask_setting_starts_a_local_cluster_for_the_run_and_closes_it(tmp_path: Path) -> None:
-    mod = build_module(tmp_path, CHAINS, "chains_setting")
+SPAWNED = """
+import sys
+import polars as pl
+import lakehouse as lh
+
+@lh.asset
+def where_it_ran() -> pl.DataFrame:
+    # a forked worker would have inherited the coordinator's modules, this one included
+    return pl.DataFrame({"inherited": ["lakehouse_test_fork_sentinel" in sys.modules]})
+"""
+
+
+def test_dask_setting_starts_a_spawned_local_cluster_for_the_run_and_closes_it(tmp_path: Path) -> None:
+    import dask
+
+    mod = build_module(tmp_path, SPAWNED, "spawned")
     before = {p.pid for p in multiprocessing.active_children()}
-    lake = lh.Lakehouse(tmp_path / "lake", assets=mod, executor="dask")
-    assert lake.materialize("fast_root+").ok
-    assert lake.read("fast_child").height == 1
+    sys.modules["lakehouse_test_fork_sentinel"] = types.ModuleType("lakehouse_test_fork_sentinel")
+    try:
+        with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):  # overridden
+            lake = lh.Lakehouse(tmp_path / "lake", assets=mod, executor="dask")
+            assert lake.materialize().ok
+    finally:
+        sys.modules.pop("lakehouse_test_fork_sentinel", None)
+    assert lake.read("where_it_ran")["inherited"].to_list() == [False]
     leftover = {p.pid for p in multiprocessing.active_children()} - before
     assert not leftover
 
