@@ -37,7 +37,7 @@ def test_mkdocs_build_strict(tmp_path):
 DOCS = ROOT / "docs"
 # Pages whose ```python blocks run top to bottom as a test (```py blocks are illustrations
 # that need servers or schedulers, and are not run).
-RUNNABLE = ["configuration.md", "notebooks.md"]
+RUNNABLE = ["configuration.md", "notebooks.md", "lineage.md"]
 
 
 @pytest.fixture(scope="module")
