@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .assets import REGISTRY, AssetSpec, TableRef, collect
 from .config import Settings
-from .errors import ConfigError, LakehouseError, MaterializeError, PartitionError, UnknownAssetError
+from .errors import CatalogError, ConfigError, LakehouseError, MaterializeError, PartitionError, UnknownAssetError
 from .execution.result import RESULT_COLUMNS, RunResult
 from .graph import AssetGraph
 
@@ -126,7 +126,7 @@ class Lakehouse:
                 warehouse=str(warehouse) if warehouse is not None else None,
                 catalog=catalog,
                 format=format,
-                storage_options=dict(storage_options) if storage_options else None,
+                storage_options=dict(storage_options) if isinstance(storage_options, Mapping) else storage_options,
                 executor=exec_name,
                 max_workers=max_workers,
                 **options,
@@ -149,7 +149,14 @@ class Lakehouse:
             from .catalog.sql import SqlCatalog
 
             if self.settings.catalog is None:
-                self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise CatalogError(
+                        f"cannot create the catalog folder {self.settings.state_dir}: {exc.strerror or exc}",
+                        hint="set local_dir= (or LAKEHOUSE_LOCAL_DIR) to a writable folder, or catalog= to a "
+                             "database URL",
+                    ) from None
             self._catalog = SqlCatalog(self.settings.catalog_url)
         return self._catalog
 

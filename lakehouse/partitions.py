@@ -468,9 +468,10 @@ class PartitionsDefinition(ABC):
                     b = self.index(last, now=now, asset=asset)
                     if a > b:
                         raise PartitionError(
-                            f"range '{part}' runs backwards; write the earlier key first",
+                            f"range '{part}' runs backwards",
                             asset=asset,
                             partition=part,
+                            hint=f"write the earlier key first: '{last}..{first}'",
                         )
                     out.extend((RangeSet.of(a, b + 1) & valid).ranges)
                 else:
@@ -784,7 +785,7 @@ class StaticPartitions(PartitionsDefinition):
             raise PartitionError(f"static partitions need a list of keys, not {given!r}")
         values = tuple(given)
         if not values:
-            raise PartitionError("static partitions need at least one key")
+            raise PartitionError("static partitions need at least one key", hint="e.g. lh.static(['eu', 'us'])")
         pos: dict[str, int] = {}
         for v in values:
             if not isinstance(v, str) or not v or v != v.strip():

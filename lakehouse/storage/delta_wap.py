@@ -178,8 +178,18 @@ def _commit(dl: Any, dt: Any, sdt: Any, adds: list[Any], staged: Staged, props: 
 
 
 def discard(fmt: Any, staged: Staged) -> None:
-    """Delete a stage that will not be published (a blocking check failed)."""
+    """Delete a stage that will not be published (a blocking check failed); a table
+    folder that holds nothing else (its first write failed) goes too."""
     _delete_tree(staged.data.uri, staged.ref.storage_options)
+    local = _local(staged.ref.uri)
+    if local is not None:
+        import os
+
+        for folder in (f"{local}/{STAGE_DIR}", local):
+            try:
+                os.rmdir(folder)  # only when empty
+            except OSError:
+                break
 
 
 def stage_ids(ref: TableRef) -> list[str]:
