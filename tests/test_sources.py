@@ -637,3 +637,31 @@ def test_property_incremental_files_deliver_every_file_version_once(tmp_path_fac
         lake.close()
 
     check()
+
+
+# ------------------------------------------------------------------------------- Dask
+
+
+@pytest.mark.dask
+def test_sources_read_on_dask_workers(tmp_path: Path) -> None:
+    """Source reads (pinned listings, custom readers, incremental positions) travel to
+    spawned Dask worker processes."""
+    land = tmp_path / "landing"
+    write(land / "a.parquet", id=[1, 2])
+    feed = lh.files(str(land / "*.parquet"), name="feed")
+
+    @lh.source(observe=lambda: "1")
+    def constants(ctx: lh.Context) -> pl.DataFrame:
+        return pl.DataFrame({"k": [ctx.metadata["version"]]})
+
+    @lh.asset(write="append", ins={"feed": lh.upstream("feed", since_last_run=True)})
+    def feed_log(feed: pl.LazyFrame, constants: pl.DataFrame) -> pl.LazyFrame:
+        return feed.with_columns(k=pl.lit(constants["k"][0]))
+
+    with lh.DaskExecutor(n_workers=1, threads_per_worker=1) as ex:
+        lake = lh.Lakehouse(tmp_path / "wh", assets=[feed, constants, feed_log], executor=ex)
+        lake.materialize()
+        write(land / "b.parquet", id=[3])
+        lake.materialize()
+        df = lake.read("feed_log").sort("id")
+    assert df.rows() == [(1, "1"), (2, "1"), (3, "1")]
