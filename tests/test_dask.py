@@ -417,7 +417,7 @@ def test_configuration_errors() -> None:
         lh.DaskExecutor("tcp://127.0.0.1:1", client=object())
     with pytest.raises(ConfigError, match="n_workers=0"):
         lh.DaskExecutor(n_workers=0)
-    ex = lh.DaskExecutor()
+    ex = lh.DaskExecutor(start_now=False)
     assert not ex.started and ex.name == "dask" and "not started" in repr(ex)
     ex.close()  # closing an executor that never started is fine
 
@@ -462,3 +462,21 @@ def test_assets_defined_in_a_jupyter_kernel_run_on_dask_workers(tmp_path: Path) 
             os.environ["PYTHONPATH"] = env_path
         else:
             os.environ.pop("PYTHONPATH", None)
+
+
+def test_the_cluster_starts_in_the_background_while_the_coordinator_plans(tmp_path: Path) -> None:
+    import time
+
+    mod = build_module(tmp_path, CHAINS, "chains_background")
+    ex = lh.DaskExecutor(n_workers=1)
+    try:
+        lake = lh.Lakehouse(tmp_path / "lake", assets=mod, executor=ex)
+        assert lake.plan("fast_root+").height == 2  # planning does not wait for the cluster
+        deadline = time.monotonic() + 120
+        while not ex.started and time.monotonic() < deadline:  # nothing asked for it yet
+            time.sleep(0.05)
+        assert ex.started and ex.cluster is not None
+        assert lake.materialize("fast_root+").ok
+    finally:
+        ex.close()
+    assert not ex.started

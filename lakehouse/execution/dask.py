@@ -58,12 +58,15 @@ class DaskExecutor:
             every worker has its next step queued).
         cluster_options: further keyword arguments for ``distributed.LocalCluster``.
         timeout: seconds to wait for the scheduler at ``address``.
+        start_now: start the cluster (or connect) right away in a background thread, so
+            it overlaps with planning the run; ``False``: on first use.
 
-    The executor starts its cluster on first use and keeps it across ``materialize()``
-    calls; ``close()`` (or a ``with`` block, or interpreter exit) shuts down a cluster it
-    started. A closed executor starts again on its next use.
+    The executor keeps its cluster across ``materialize()`` calls; ``close()`` (or a
+    ``with`` block, or interpreter exit) shuts down a cluster it started. A closed
+    executor starts again on its next use. An error while starting in the background
+    (an unreachable scheduler) is raised by the first use.
 
-    >>> ex = DaskExecutor(n_workers=2)
+    >>> ex = DaskExecutor(n_workers=2, start_now=False)
     >>> ex.name, ex.started
     ('dask', False)
     """
@@ -82,6 +85,7 @@ class DaskExecutor:
         max_parallel: int | None = None,
         cluster_options: Mapping[str, Any] | None = None,
         timeout: float = 20.0,
+        start_now: bool = True,
     ) -> None:
         if address is not None and client is not None:
             raise ConfigError("DaskExecutor got both address= and client=", hint="pass one of them")
@@ -106,6 +110,15 @@ class DaskExecutor:
         self._warming: list[Any] = []
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._seq = 0
+        self._start_error: BaseException | None = None
+        if start_now and client is None:
+            threading.Thread(target=self._start_in_background, name="lakehouse-dask-start", daemon=True).start()
+
+    def _start_in_background(self) -> None:
+        try:
+            self.start()
+        except BaseException as exc:  # raised again by the first use
+            self._start_error = exc
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -129,6 +142,9 @@ class DaskExecutor:
         with self._lock:
             if self._client is not None:
                 return self
+            if self._start_error is not None and threading.current_thread().name != "lakehouse-dask-start":
+                error, self._start_error = self._start_error, None
+                raise error
             require("distributed", "dask")
             import dask
             import distributed
@@ -182,6 +198,7 @@ class DaskExecutor:
             self._cluster = None
             self._futures.clear()
             self._warming = []
+            self._start_error = None
 
     def __enter__(self) -> DaskExecutor:
         return self.start()
