@@ -665,3 +665,25 @@ def test_sources_read_on_dask_workers(tmp_path: Path) -> None:
         lake.materialize()
         df = lake.read("feed_log").sort("id")
     assert df.rows() == [(1, "1"), (2, "1"), (3, "1")]
+
+
+# ------------------------------------------------------------------------------- docs
+
+
+def test_sources_page_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The ```python blocks of docs/sources.md run top to bottom and print what they show."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "sources.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 5
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {"__name__": "docs_sources"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"sources.md[{i}]", "exec"), namespace)  # noqa: S102
+    out = capsys.readouterr().out
+    expected = re.findall(r"^# (\[.*\])$", text, re.M)
+    assert len(expected) >= 6
+    for line in expected:
+        assert line in out, line
