@@ -60,7 +60,8 @@ class BuiltinSource:
 
     def __call__(self, *args: Any, **kwargs: Any) -> str:
         raise TypeError(
-            f"a built-in {self.kind} source is observed by lake.observe() / lake.materialize(), not called"
+            f"a built-in {self.kind} source is observed by lake.observe() or lake.materialize(), "
+            "not called"
         )
 
 
@@ -149,7 +150,9 @@ def _check_name(name: Any, namespace: str | None) -> str:
             hint="use letters, digits and '_' (pass name='...'); put folders in namespace='...'",
         )
     if namespace is not None and (not isinstance(namespace, str) or not namespace.strip("/")):
-        raise DefinitionError(f"namespace {namespace!r} is invalid", asset=name, hint="use e.g. namespace='landing'")
+        raise DefinitionError(
+            f"namespace {namespace!r} is invalid", asset=name, hint="use e.g. namespace='landing'"
+        )
     return name
 
 
@@ -171,13 +174,20 @@ def _signature_params(fn: Callable[..., Any], label: str, what: str) -> list[ins
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
-        raise DefinitionError(f"cannot read the signature of the {what} function", asset=label,
-                              hint="pass a plain Python function") from None
-    required = [p for p in params if p.default is inspect.Parameter.empty
-                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        raise DefinitionError(
+            f"cannot read the signature of the {what} function",
+            asset=label,
+            hint="pass a plain Python function",
+        ) from None
+    required = [
+        p
+        for p in params
+        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
     if len(required) > 1:
         raise DefinitionError(
-            f"the {what} function takes {len(required)} parameters; it may take at most one (the context)",
+            f"the {what} function takes {len(required)} parameters; "
+            "it may take at most one (the context)",
             asset=label,
             hint=f"def {getattr(fn, '__name__', what)}(ctx): ...",
         )
@@ -185,7 +195,9 @@ def _signature_params(fn: Callable[..., Any], label: str, what: str) -> list[ins
 
 
 def _check_partitions(partitions: Any, label: str) -> None:
-    if partitions is not None and (not hasattr(partitions, "key") or not hasattr(partitions, "parse")):
+    if partitions is not None and (
+        not hasattr(partitions, "key") or not hasattr(partitions, "parse")
+    ):
         raise DefinitionError(
             f"partitions={partitions!r} is not a partitions definition",
             asset=label,
@@ -250,7 +262,9 @@ def source(fn: Callable[..., Any], /) -> Callable[..., Any]: ...
 
 
 @overload
-def source(fn: None = None, /, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+def source(
+    fn: None = None, /, **kwargs: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 
 
 def source(fn: Callable[..., Any] | None = None, /, **kwargs: Any) -> Any:
@@ -285,7 +299,16 @@ def source(fn: Callable[..., Any] | None = None, /, **kwargs: Any) -> Any:
     Raises:
         DefinitionError: on invalid arguments, naming the source and the fix.
     """
-    allowed = {"observe", "name", "namespace", "partitions", "partition_column", "max_age", "description", "tags"}
+    allowed = {
+        "observe",
+        "name",
+        "namespace",
+        "partitions",
+        "partition_column",
+        "max_age",
+        "description",
+        "tags",
+    }
     unknown = set(kwargs) - allowed
     if unknown:
         raise DefinitionError(
@@ -296,31 +319,51 @@ def source(fn: Callable[..., Any] | None = None, /, **kwargs: Any) -> Any:
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(f):
-            raise DefinitionError(f"@lh.source decorates functions, got {type(f).__name__}",
-                                  hint="put @lh.source directly above a def")
+            raise DefinitionError(
+                f"@lh.source decorates functions, got {type(f).__name__}",
+                hint="put @lh.source directly above a def",
+            )
         observe = kwargs.get("observe")
-        name = _check_name(kwargs.get("name") or getattr(f, "__name__", None), kwargs.get("namespace"))
+        name = _check_name(
+            kwargs.get("name") or getattr(f, "__name__", None), kwargs.get("namespace")
+        )
         label = _label(name, kwargs.get("namespace"))
         if observe is None:
             reader, observe = None, f
         else:
             if not callable(observe):
-                raise DefinitionError(f"observe={observe!r} is not a function", asset=label,
-                                      hint="observe=lambda: '<version string>'")
+                raise DefinitionError(
+                    f"observe={observe!r} is not a function",
+                    asset=label,
+                    hint="observe=lambda: '<version string>'",
+                )
             reader = f
         _signature_params(observe, label, "observe")
         partitions = kwargs.get("partitions")
         _check_partitions(partitions, label)
         pcol = kwargs.get("partition_column")
-        pcols: tuple[str, ...] = () if pcol is None else ((pcol,) if isinstance(pcol, str) else tuple(pcol))
+        pcols: tuple[str, ...] = (
+            () if pcol is None else ((pcol,) if isinstance(pcol, str) else tuple(pcol))
+        )
         if pcols and partitions is None:
-            raise DefinitionError("partition_column= without partitions=", asset=label,
-                                  hint="add partitions=lh.daily(start=...)")
+            raise DefinitionError(
+                "partition_column= without partitions=",
+                asset=label,
+                hint="add partitions=lh.daily(start=...)",
+            )
         spec = _spec(
-            name=name, namespace=kwargs.get("namespace"), reader=reader, observe=observe,
-            partitions=partitions, partition_column=pcols, max_age=kwargs.get("max_age"),
-            description=kwargs.get("description") if kwargs.get("description") is not None else inspect.getdoc(f),
-            tags=kwargs.get("tags"), where=f,
+            name=name,
+            namespace=kwargs.get("namespace"),
+            reader=reader,
+            observe=observe,
+            partitions=partitions,
+            partition_column=pcols,
+            max_age=kwargs.get("max_age"),
+            description=kwargs.get("description")
+            if kwargs.get("description") is not None
+            else inspect.getdoc(f),
+            tags=kwargs.get("tags"),
+            where=f,
         )
         register(f, spec)
         return f
@@ -375,50 +418,88 @@ def files(
         DefinitionError: bad format, placeholders without partitions (or the reverse).
     """
     if not isinstance(path, str) or not path.strip():
-        raise DefinitionError(f"files() needs a path or glob, got {path!r}", hint="lh.files('s3://bucket/in/*.parquet')")
+        raise DefinitionError(
+            f"files() needs a path or glob, got {path!r}",
+            hint="lh.files('s3://bucket/in/*.parquet')",
+        )
     if "://" not in path:
         path = os.path.abspath(os.path.expanduser(path))
     elif path.startswith("file://"):
-        path = path[len("file://"):]
+        path = path[len("file://") :]
     name = _check_name(name or _derive_name(path), namespace)
     label = _label(name, namespace)
     if format is None:
         low = path.lower()
-        format = "csv" if low.endswith(".csv") else "json" if low.endswith((".json", ".jsonl", ".ndjson")) else "parquet"
+        format = (
+            "csv"
+            if low.endswith(".csv")
+            else "json"
+            if low.endswith((".json", ".jsonl", ".ndjson"))
+            else "parquet"
+        )
     if format not in FILE_FORMATS:
-        raise DefinitionError(f"format={format!r} is not supported", asset=label,
-                              hint=f"use one of {', '.join(FILE_FORMATS)}")
+        raise DefinitionError(
+            f"format={format!r} is not supported",
+            asset=label,
+            hint=f"use one of {', '.join(FILE_FORMATS)}",
+        )
     holders = tuple(_PLACEHOLDER.findall(path))
     for h in holders:
         if not h.isidentifier():
-            raise DefinitionError(f"path placeholder {{{h}}} is not a name", asset=label,
-                                  hint="write placeholders like {day}")
+            raise DefinitionError(
+                f"path placeholder {{{h}}} is not a name",
+                asset=label,
+                hint="write placeholders like {day}",
+            )
     if len(set(holders)) != len(holders):
-        raise DefinitionError(f"path placeholders repeat: {list(holders)}", asset=label, hint="name each once")
+        raise DefinitionError(
+            f"path placeholders repeat: {list(holders)}", asset=label, hint="name each once"
+        )
     _check_partitions(partitions, label)
     if holders and partitions is None:
         raise DefinitionError(
             f"the path has placeholder(s) {['{' + h + '}' for h in holders]} but no partitions=",
-            asset=label, hint="add partitions=lh.daily(start=...) (or lh.static([...]))",
+            asset=label,
+            hint="add partitions=lh.daily(start=...) (or lh.static([...]))",
         )
     if partitions is not None:
         dims = getattr(partitions, "dims", None)
         wanted = [n for n, _ in dims] if dims else None
         if not holders:
-            raise DefinitionError("partitions= needs {name} placeholders in the path", asset=label,
-                                  hint="e.g. 's3://bucket/landing/{day}/*.parquet'")
+            raise DefinitionError(
+                "partitions= needs {name} placeholders in the path",
+                asset=label,
+                hint="e.g. 's3://bucket/landing/{day}/*.parquet'",
+            )
         if wanted is None and len(holders) != 1:
-            raise DefinitionError(f"one partition dimension but {len(holders)} placeholders", asset=label,
-                                  hint="use one {placeholder}, or lh.multi(...) with one per dimension")
+            raise DefinitionError(
+                f"one partition dimension but {len(holders)} placeholders",
+                asset=label,
+                hint="use one {placeholder}, or lh.multi(...) with one per dimension",
+            )
         if wanted is not None and sorted(wanted) != sorted(holders):
-            raise DefinitionError(f"placeholders {list(holders)} must be the dimension names {wanted}",
-                                  asset=label, hint="name each placeholder after its lh.multi dimension")
-    pcols = (holders[0],) if partitions is not None and not getattr(partitions, "dims", None) else (
-        tuple(n for n, _ in partitions.dims) if partitions is not None else ())  # type: ignore[attr-defined]
+            raise DefinitionError(
+                f"placeholders {list(holders)} must be the dimension names {wanted}",
+                asset=label,
+                hint="name each placeholder after its lh.multi dimension",
+            )
+    dims = getattr(partitions, "dims", None)
+    pcols: tuple[str, ...] = ()
+    if partitions is not None:
+        pcols = tuple(n for n, _ in dims) if dims else (holders[0],)
     defn = FilesSource(path, format, holders, dict(storage_options or {}))
-    spec = _spec(name=name, namespace=namespace, reader=None, observe=defn, partitions=partitions,
-                 partition_column=pcols, max_age=max_age,
-                 description=description or f"{format} files at {path}", tags=tags, defined_at=_caller())
+    spec = _spec(
+        name=name,
+        namespace=namespace,
+        reader=None,
+        observe=defn,
+        partitions=partitions,
+        partition_column=pcols,
+        max_age=max_age,
+        description=description or f"{format} files at {path}",
+        tags=tags,
+        defined_at=_caller(),
+    )
     register(spec, spec)
     return spec
 
@@ -456,18 +537,35 @@ def sql_table(
         The source's :class:`~lakehouse.assets.AssetSpec`.
     """
     if not isinstance(url, str) or "://" not in url:
-        raise DefinitionError("sql_table() needs a SQLAlchemy URL", asset=name or str(table),
-                              hint="e.g. 'postgresql+psycopg://user@host:5432/db'")
+        raise DefinitionError(
+            "sql_table() needs a SQLAlchemy URL",
+            asset=name or str(table),
+            hint="e.g. 'postgresql+psycopg://user@host:5432/db'",
+        )
     if not isinstance(table, str) or not table.strip(".") or table.count(".") > 1:
-        raise DefinitionError(f"table {table!r} is not 'schema.table' or 'table'", asset=name or str(table),
-                              hint="lh.sql_table(url, 'public.orders')")
+        raise DefinitionError(
+            f"table {table!r} is not 'schema.table' or 'table'",
+            asset=name or str(table),
+            hint="lh.sql_table(url, 'public.orders')",
+        )
     if cursor is not None and (not isinstance(cursor, str) or not cursor):
-        raise DefinitionError(f"cursor={cursor!r} is not a column name", asset=name or table,
-                              hint="cursor='updated_at'")
+        raise DefinitionError(
+            f"cursor={cursor!r} is not a column name",
+            asset=name or table,
+            hint="cursor='updated_at'",
+        )
     name = _check_name(name or re.sub(r"\W", "_", table.rsplit(".", 1)[-1]), namespace)
     defn = SqlTableSource(url, table, cursor)
-    spec = _spec(name=name, namespace=namespace, reader=None, observe=defn, max_age=max_age,
-                 description=description or f"SQL table {table}", tags=tags, defined_at=_caller())
+    spec = _spec(
+        name=name,
+        namespace=namespace,
+        reader=None,
+        observe=defn,
+        max_age=max_age,
+        description=description or f"SQL table {table}",
+        tags=tags,
+        defined_at=_caller(),
+    )
     register(spec, spec)
     return spec
 
@@ -502,13 +600,23 @@ def delta_table(
         The source's :class:`~lakehouse.assets.AssetSpec`.
     """
     if not isinstance(uri, str) or not uri.strip():
-        raise DefinitionError(f"delta_table() needs a URI, got {uri!r}", hint="lh.delta_table('s3://bucket/tables/t')")
+        raise DefinitionError(
+            f"delta_table() needs a URI, got {uri!r}", hint="lh.delta_table('s3://bucket/tables/t')"
+        )
     if "://" not in uri:
         uri = os.path.abspath(os.path.expanduser(uri))
     name = _check_name(name or _derive_name(uri.rstrip("/")), namespace)
     defn = DeltaTableSource(uri.rstrip("/"), dict(storage_options or {}))
-    spec = _spec(name=name, namespace=namespace, reader=None, observe=defn, max_age=max_age,
-                 description=description or f"Delta table {uri}", tags=tags, defined_at=_caller())
+    spec = _spec(
+        name=name,
+        namespace=namespace,
+        reader=None,
+        observe=defn,
+        max_age=max_age,
+        description=description or f"Delta table {uri}",
+        tags=tags,
+        defined_at=_caller(),
+    )
     register(spec, spec)
     return spec
 
@@ -542,12 +650,23 @@ def iceberg_table(
         The source's :class:`~lakehouse.assets.AssetSpec`.
     """
     if not isinstance(identifier, str) or "." not in identifier.strip("."):
-        raise DefinitionError(f"identifier {identifier!r} is not 'namespace.table'", asset=name or str(identifier),
-                              hint="lh.iceberg_table('sales.orders')")
+        raise DefinitionError(
+            f"identifier {identifier!r} is not 'namespace.table'",
+            asset=name or str(identifier),
+            hint="lh.iceberg_table('sales.orders')",
+        )
     name = _check_name(name or re.sub(r"\W", "_", identifier.rsplit(".", 1)[-1]), namespace)
     defn = IcebergTableSource(identifier, {str(k): str(v) for k, v in (catalog or {}).items()})
-    spec = _spec(name=name, namespace=namespace, reader=None, observe=defn, max_age=max_age,
-                 description=description or f"Iceberg table {identifier}", tags=tags, defined_at=_caller())
+    spec = _spec(
+        name=name,
+        namespace=namespace,
+        reader=None,
+        observe=defn,
+        max_age=max_age,
+        description=description or f"Iceberg table {identifier}",
+        tags=tags,
+        defined_at=_caller(),
+    )
     register(spec, spec)
     return spec
 

@@ -68,10 +68,17 @@ def test_declarations_are_sources_with_a_key(tmp_path: Path) -> None:
     ("call", "needle"),
     [
         (lambda p: lh.files(p + "/{day}/*.parquet", name="x"), "no partitions="),
-        (lambda p: lh.files(p + "/*.parquet", name="x", partitions=lh.daily(start="2024-01-01")), "placeholders"),
+        (
+            lambda p: lh.files(p + "/*.parquet", name="x", partitions=lh.daily(start="2024-01-01")),
+            "placeholders",
+        ),
         (lambda p: lh.files(p + "/*.xlsx", name="x", format="xlsx"), "format='xlsx'"),
-        (lambda p: lh.files(p + "/{a}/{b}/*.parquet", name="x", partitions=lh.daily(start="2024-01-01")),
-         "2 placeholders"),
+        (
+            lambda p: lh.files(
+                p + "/{a}/{b}/*.parquet", name="x", partitions=lh.daily(start="2024-01-01")
+            ),
+            "2 placeholders",
+        ),
         (lambda p: lh.sql_table("not a url", "t"), "SQLAlchemy URL"),
         (lambda p: lh.sql_table("sqlite://", "a.b.c"), "schema.table"),
         (lambda p: lh.iceberg_table("no_namespace"), "namespace.table"),
@@ -88,12 +95,17 @@ def test_bad_declarations_raise_definition_errors(tmp_path: Path, call: Any, nee
 
 def test_source_decorator_validation() -> None:
     with pytest.raises(DefinitionError, match="at most one"):
+
         @lh.source(observe=lambda: "v")
         def two(a: Any, b: Any) -> None: ...
+
     with pytest.raises(DefinitionError, match="not a function"):
+
         @lh.source(observe="v1")
         def reader() -> None: ...
+
     with pytest.raises(DefinitionError, match="unknown argument"):
+
         @lh.source(write="append")
         def bad() -> str:
             return "v"
@@ -109,7 +121,9 @@ def test_local_files_added_replaced_deleted(tmp_path: Path) -> None:
 
     @lh.asset
     def revenue(orders: pl.LazyFrame) -> pl.DataFrame:
-        return orders.select(pl.col("amount").sum().alias("total"), pl.len().cast(pl.Int64).alias("n")).collect()
+        return orders.select(
+            pl.col("amount").sum().alias("total"), pl.len().cast(pl.Int64).alias("n")
+        ).collect()
 
     lake = lh.Lakehouse(tmp_path / "wh", assets=[orders, revenue])
     lake.materialize()
@@ -128,9 +142,11 @@ def test_local_files_added_replaced_deleted(tmp_path: Path) -> None:
         assert lake.read("revenue").row(0) == expected
         assert lake.plan().height == 0
 
-    step((60, 3), lambda: write(landing / "b.parquet", id=[3], amount=[30]))          # added
-    step((130, 4), lambda: write(landing / "a.parquet", id=[1, 2, 9], amount=[10, 20, 70]))  # replaced
-    step((30, 1), lambda: (landing / "a.parquet").unlink())                            # deleted
+    step((60, 3), lambda: write(landing / "b.parquet", id=[3], amount=[30]))  # added
+    step(
+        (130, 4), lambda: write(landing / "a.parquet", id=[1, 2, 9], amount=[10, 20, 70])
+    )  # replaced
+    step((30, 1), lambda: (landing / "a.parquet").unlink())  # deleted
 
     # observing without a change records nothing new and keeps the plan empty
     assert lake.observe()["changed"].to_list() == [False]
@@ -263,8 +279,11 @@ def test_custom_source_with_reader_and_partitioned_observe(tmp_path: Path) -> No
     versions = {"2024-01-01": "a", "2024-01-02": "a"}
     reads: list[tuple[Any, Any]] = []
 
-    @lh.source(observe=lambda: dict(versions), partitions=lh.daily(start="2024-01-01", end="2024-01-03"),
-               partition_column="day")
+    @lh.source(
+        observe=lambda: dict(versions),
+        partitions=lh.daily(start="2024-01-01", end="2024-01-03"),
+        partition_column="day",
+    )
     def feed(ctx: lh.Context) -> pl.DataFrame:
         reads.append((ctx.partition.keys, ctx.metadata["version"]))
         import datetime as dt
@@ -335,7 +354,7 @@ def test_observe_errors_name_the_source(tmp_path: Path) -> None:
         lake.observe("flaky")
     assert info2.value.asset == "flaky" and "endpoint down" in str(info2.value)
     frame = lake.observe(raise_on_error=False)
-    errors = dict(zip(frame["source"], frame["error"]))
+    errors = dict(zip(frame["source"], frame["error"], strict=False))
     assert "no Delta table" in errors["missing"] and "endpoint down" in errors["flaky"]
     assert isinstance(info.value, LakehouseError)
 
@@ -376,12 +395,18 @@ def test_delta_source_with_change_data_feed_gives_updates(tmp_path: Path) -> Non
     from deltalake import DeltaTable, write_deltalake
 
     uri = str(tmp_path / "customers")
-    write_deltalake(uri, pa.table({"id": [1, 2, 3], "name": ["a", "b", "c"]}),
-                    configuration={"delta.enableChangeDataFeed": "true"})
+    write_deltalake(
+        uri,
+        pa.table({"id": [1, 2, 3], "name": ["a", "b", "c"]}),
+        configuration={"delta.enableChangeDataFeed": "true"},
+    )
     customers = lh.delta_table(uri)
 
-    @lh.asset(write=lh.merge(on="id"), ins={"customers": lh.upstream("customers", since_last_run=True)},
-              code_version="1")
+    @lh.asset(
+        write=lh.merge(on="id"),
+        ins={"customers": lh.upstream("customers", since_last_run=True)},
+        code_version="1",
+    )
     def customers_copy(ctx: lh.Context, customers: pl.DataFrame) -> pl.DataFrame:
         ctx.metadata["n"] = customers.height
         seen.append(customers.height)
@@ -401,8 +426,12 @@ def _iceberg_catalog(tmp_path: Path) -> tuple[Any, dict[str, str]]:
     from pyiceberg.catalog.sql import SqlCatalog
 
     # SQL catalogs scope tables by catalog name: give the writer's name
-    props = {"name": "partner", "type": "sql", "uri": f"sqlite:///{tmp_path}/partner_catalog.db",
-             "warehouse": f"file://{tmp_path}/partner_wh"}
+    props = {
+        "name": "partner",
+        "type": "sql",
+        "uri": f"sqlite:///{tmp_path}/partner_catalog.db",
+        "warehouse": f"file://{tmp_path}/partner_wh",
+    }
     (tmp_path / "partner_wh").mkdir(exist_ok=True)
     cat = SqlCatalog("partner", **{k: v for k, v in props.items() if k not in ("type", "name")})
     return cat, props
@@ -450,7 +479,12 @@ def test_since_last_run_on_a_lakehouse_asset(tmp_path: Path, fmt: str) -> None:
 
     seen: list[list[int]] = []
 
-    @lh.asset(write="append", format=fmt, ins={"raw": lh.upstream("raw", since_last_run=True)}, code_version="1")
+    @lh.asset(
+        write="append",
+        format=fmt,
+        ins={"raw": lh.upstream("raw", since_last_run=True)},
+        code_version="1",
+    )
     def clean(raw: pl.DataFrame) -> pl.DataFrame:
         seen.append(sorted(raw["id"]))
         return raw.with_columns(ok=pl.lit(True))
@@ -486,7 +520,11 @@ def test_max_age_expires_with_an_injected_clock(tmp_path: Path) -> None:
     def report(prices: pl.DataFrame) -> pl.DataFrame:
         return prices
 
-    @lh.asset(max_age="1h", partitions=lh.daily(start="2024-01-01", end="2024-01-04"), partition_column="day")
+    @lh.asset(
+        max_age="1h",
+        partitions=lh.daily(start="2024-01-01", end="2024-01-04"),
+        partition_column="day",
+    )
     def daily(ctx: lh.Context) -> pl.DataFrame:
         return pl.DataFrame({"day": [ctx.partition.start.date()], "v": [1]})
 
@@ -504,7 +542,9 @@ def test_max_age_expires_with_an_injected_clock(tmp_path: Path) -> None:
 
     clock.offset = 7200
     plan = lake.plan()
-    rows = {(r["asset"], r["partitions"]): (r["reason"], r["cause"]) for r in plan.iter_rows(named=True)}
+    rows = {
+        (r["asset"], r["partitions"]): (r["reason"], r["cause"]) for r in plan.iter_rows(named=True)
+    }
     assert rows[("prices", None)][0] == "expired" and "max_age 1h" in rows[("prices", None)][1]
     assert rows[("report", None)] == ("upstream_stale", "prices")
     assert rows[("daily", "2024-01-03")][0] == "expired"  # only the latest partition
@@ -588,10 +628,22 @@ def test_property_incremental_files_deliver_every_file_version_once(tmp_path_fac
     )
     counter = itertools.count(1)
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(ops=st.lists(op, min_size=1, max_size=8))
-    @example(ops=[("write", 0, 2), ("run", 0, 0), ("delete", 0, 0), ("run", 0, 0), ("write", 1, 1),
-                  ("write", 1, 2), ("run", 0, 0), ("write", 1, 1)])
+    @example(
+        ops=[
+            ("write", 0, 2),
+            ("run", 0, 0),
+            ("delete", 0, 0),
+            ("run", 0, 0),
+            ("write", 1, 1),
+            ("write", 1, 2),
+            ("run", 0, 0),
+            ("write", 1, 1),
+        ]
+    )
     def check(ops: list[tuple[str, int, int]]) -> None:
         root = tmp_path_factory.mktemp("prop")
         land = root / "landing"
@@ -670,8 +722,9 @@ def test_sources_read_on_dask_workers(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------- docs
 
 
-def test_sources_page_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_sources_page_examples_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The ```python blocks of docs/sources.md run top to bottom and print what they show."""
     import re
 
@@ -681,7 +734,7 @@ def test_sources_page_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, Any] = {"__name__": "docs_sources"}
     for i, block in enumerate(blocks):
-        exec(compile(block, f"sources.md[{i}]", "exec"), namespace)  # noqa: S102
+        exec(compile(block, f"sources.md[{i}]", "exec"), namespace)
     out = capsys.readouterr().out
     expected = re.findall(r"^# (\[.*\])$", text, re.M)
     assert len(expected) >= 6

@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PROJECT = textwrap.dedent('''
+PROJECT = textwrap.dedent("""
     import os
     import polars as pl
     import lakehouse as lh
@@ -39,9 +39,9 @@ PROJECT = textwrap.dedent('''
     @lh.asset(write="append", ins={"events": lh.upstream("events", since_last_run=True)})
     def events_log(events: pl.LazyFrame) -> pl.LazyFrame:
         return events.select(pl.col("id").cast(pl.Int64))
-''')
+""")
 
-RUNNER = textwrap.dedent('''
+RUNNER = textwrap.dedent("""
     import importlib.util, sys
     import lakehouse as lh
     spec = importlib.util.spec_from_file_location("crash_project", sys.argv[1])
@@ -50,7 +50,7 @@ RUNNER = textwrap.dedent('''
     lake = lh.Lakehouse(sys.argv[2], assets=mod)
     result = lake.materialize()
     print(result.rows)
-''')
+""")
 
 
 class Source:
@@ -77,31 +77,45 @@ class Source:
 
             write_deltalake(self.uri, pa.table({"id": list(ids)}), mode="append")
         elif self.kind == "files":
-            pl.DataFrame({"id": list(ids)}).write_parquet(self.root / "landing" / f"batch-{self.batch:03}.parquet")
+            pl.DataFrame({"id": list(ids)}).write_parquet(
+                self.root / "landing" / f"batch-{self.batch:03}.parquet"
+            )
         else:
             with sqlite3.connect(self.root / "ops.db") as con:
                 con.executemany("insert into events values (?, ?)", [(i, f"p{i}") for i in ids])
 
 
-def run(project: Path, warehouse: Path, source: Source, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    project: Path, warehouse: Path, source: Source, fault: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SRC_KIND": source.kind, "SRC": source.uri, "PYTHONPATH": str(ROOT)}
     env.pop("LAKEHOUSE_FAULT", None)
     if fault:
         env["LAKEHOUSE_FAULT"] = f"{fault}:events_log"
-    return subprocess.run([sys.executable, "-c", RUNNER, str(project), str(warehouse)], env=env,
-                          capture_output=True, text=True, timeout=300, cwd=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-c", RUNNER, str(project), str(warehouse)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(ROOT),
+    )
 
 
 def log_ids(warehouse: Path) -> list[int]:
     from deltalake import DeltaTable
 
-    return sorted(DeltaTable(str(warehouse / "events_log")).to_pyarrow_table().column("id").to_pylist())
+    return sorted(
+        DeltaTable(str(warehouse / "events_log")).to_pyarrow_table().column("id").to_pylist()
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["before_write", "after_files", "after_commit"])
 @pytest.mark.parametrize("kind", ["delta", "files", "sql"])
-def test_crash_between_read_and_commit_loses_and_doubles_nothing(tmp_path: Path, kind: str, fault: str) -> None:
+def test_crash_between_read_and_commit_loses_and_doubles_nothing(
+    tmp_path: Path, kind: str, fault: str
+) -> None:
     project = tmp_path / "project.py"
     project.write_text(PROJECT)
     warehouse = tmp_path / "wh"

@@ -60,7 +60,7 @@ def _utc(ts: float) -> _dt.datetime:
 
 def human_seconds(seconds: float) -> str:
     """``3h 5m``-style text of a duration."""
-    s = int(round(abs(seconds)))
+    s = round(abs(seconds))
     d, s = divmod(s, 86400)
     h, s = divmod(s, 3600)
     m, s = divmod(s, 60)
@@ -126,7 +126,7 @@ class SourceState:
         return found
 
     def version_text(self, partitioned: bool) -> str:
-        """The version recorded as consumed: the version itself, or ``obs <id>`` when partitioned."""
+        """The version recorded as consumed: the version, or ``obs <id>`` when partitioned."""
         if not partitioned:
             last = self.latest(0)
             return last[1] if last else ""
@@ -167,7 +167,7 @@ def sources_for(graph: Any, select: Any) -> list[str]:
     out = {k for k in keys if graph.specs[k].kind == "source"}
     for k in keys:
         out.update(p for p in graph.parents[k] if graph.specs[p].kind == "source")
-    return graph.sort(out)
+    return list(graph.sort(out))
 
 
 # --------------------------------------------------------------------------- observing
@@ -190,7 +190,7 @@ def glob_regex(path: str) -> re.Pattern[str]:
         ch = body[i]
         if ch == "{":
             end = body.index("}", i)
-            out.append(f"(?P<{body[i + 1:end]}>[^/]+)")
+            out.append(f"(?P<{body[i + 1 : end]}>[^/]+)")
             i = end + 1
         elif body.startswith("**", i):
             out.append(".*")
@@ -207,7 +207,7 @@ def glob_regex(path: str) -> re.Pattern[str]:
                 out.append(re.escape(ch))
                 i += 1
             else:
-                out.append(body[i:end + 1].replace("[!", "[^"))
+                out.append(body[i : end + 1].replace("[!", "[^"))
                 i = end + 1
         else:
             out.append(re.escape(ch))
@@ -249,15 +249,22 @@ def observe_files(lake: Any, spec: AssetSpec, defn: FilesSource) -> dict[int, li
             continue
         groups.setdefault(p, []).append(e)
     if skipped:
-        log.warning("source %s: %d file(s) outside the partitions are ignored, e.g. %s",
-                    spec.key, len(skipped), skipped[0])
+        log.warning(
+            "source %s: %d file(s) outside the partitions are ignored, e.g. %s",
+            spec.key,
+            len(skipped),
+            skipped[0],
+        )
     return groups
 
 
 def _call_user(fn: Callable[..., Any], ctx: Context) -> Any:
     try:
-        params = [p for p in inspect.signature(fn).parameters.values()
-                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
     except (TypeError, ValueError):
         params = []
     return fn(ctx) if params else fn()
@@ -272,20 +279,26 @@ def observe_custom(lake: Any, spec: AssetSpec) -> dict[int, str]:
         if not isinstance(value, (str, int)) or isinstance(value, bool):
             raise DefinitionError(
                 f"the observe function returned {type(value).__name__}, not a version string",
-                asset=spec.key, hint="return a short string that changes when the data changes (an ETag, max(updated_at))",
+                asset=spec.key,
+                hint="return a short string that changes with the data (an ETag, max(updated_at))",
             )
         return {0: str(value)}
     if not isinstance(value, Mapping):
         raise DefinitionError(
             f"the observe function of a partitioned source returned {type(value).__name__}",
-            asset=spec.key, hint="return {partition_key: version} for the partitions that exist",
+            asset=spec.key,
+            hint="return {partition_key: version} for the partitions that exist",
         )
     now = _utc(clock(lake))
     out: dict[int, str] = {}
     for key, version in value.items():
         if not isinstance(version, (str, int)) or isinstance(version, bool):
-            raise DefinitionError(f"the observe function returned {type(version).__name__} for partition {key}",
-                                  asset=spec.key, partition=str(key), hint="versions are strings")
+            raise DefinitionError(
+                f"the observe function returned {type(version).__name__} for partition {key}",
+                asset=spec.key,
+                partition=str(key),
+                hint="versions are strings",
+            )
         out[spec.partitions.index(str(key), now=now, asset=spec.key)] = str(version)
     return out
 
@@ -298,9 +311,17 @@ def observe_one(lake: Any, spec: AssetSpec, st: SourceState, now: float) -> list
     rows: list[dict[str, Any]] = []
 
     def row(p: int, version: str, detail: Any = None) -> None:
-        rows.append({"asset": spec.key, "pstart": p, "pend": p + 1, "version": version, "observed_at": now,
-                     "detail": None if detail is None else json.dumps(detail, separators=(",", ":")),
-                     "checked_at": now})
+        rows.append(
+            {
+                "asset": spec.key,
+                "pstart": p,
+                "pend": p + 1,
+                "version": version,
+                "observed_at": now,
+                "detail": None if detail is None else json.dumps(detail, separators=(",", ":")),
+                "checked_at": now,
+            }
+        )
 
     if isinstance(defn, FilesSource):
         groups = observe_files(lake, spec, defn)
@@ -312,14 +333,22 @@ def observe_one(lake: Any, spec: AssetSpec, st: SourceState, now: float) -> list
             if last is not None and last[1] == version:
                 continue
             old = st.files.get(p, {})
-            add = [[e.path, e.size, e.tag] for e in entries if old.get(e.path, (None, None))[:2] != (e.size, e.tag)]
+            add = [
+                [e.path, e.size, e.tag]
+                for e in entries
+                if old.get(e.path, (None, None))[:2] != (e.size, e.tag)
+            ]
             gone = sorted(set(old) - {e.path for e in entries})
             row(p, version, {"add": add, "del": gone})
         return rows
     if isinstance(defn, SqlTableSource):
         versions = {0: io.sql_observe(spec.key, defn.url, defn.table, defn.cursor)}
     elif isinstance(defn, DeltaTableSource):
-        versions = {0: str(io.delta_version(spec.key, defn.uri, _storage_options(lake, defn.storage_options)))}
+        versions = {
+            0: str(
+                io.delta_version(spec.key, defn.uri, _storage_options(lake, defn.storage_options))
+            )
+        }
     elif isinstance(defn, IcebergTableSource):
         tbl = io.iceberg_table(spec.key, defn.identifier, _iceberg_props(lake, defn))
         versions = {0: io.iceberg_snapshot(tbl)}
@@ -339,16 +368,28 @@ def observe(lake: Any, select: Any = None, *, raise_on_error: bool = True) -> pl
     keys = sources_for(lake.graph, select)
     results = observe_keys(lake, keys)
     errors = [r.pop("exception") for r in results if "exception" in r]
-    frame = pl.DataFrame(results, schema={
-        "source": pl.String, "partitions": pl.String, "version": pl.String, "previous": pl.String,
-        "changed": pl.Boolean, "observed_at": pl.Datetime("us", "UTC"), "error": pl.String})
+    frame = pl.DataFrame(
+        results,
+        schema={
+            "source": pl.String,
+            "partitions": pl.String,
+            "version": pl.String,
+            "previous": pl.String,
+            "changed": pl.Boolean,
+            "observed_at": pl.Datetime("us", "UTC"),
+            "error": pl.String,
+        },
+    )
     if errors and raise_on_error:
         first = errors[0]
         if isinstance(first, LakehouseError):
             raise first
         bad = next(r for r in results if r["error"])
-        raise StorageError(f"cannot observe: {bad['error']}", asset=bad["source"],
-                           hint="fix the observe function or the source, or pass raise_on_error=False") from first
+        raise StorageError(
+            f"cannot observe: {bad['error']}",
+            asset=bad["source"],
+            hint="fix the observe function or the source, or pass raise_on_error=False",
+        ) from first
     return frame
 
 
@@ -368,25 +409,51 @@ def observe_keys(lake: Any, keys: Sequence[str]) -> list[dict[str, Any]]:
         now = clock(lake)
         try:
             rows = observe_one(lake, spec, st, now)
-        except Exception as exc:  # noqa: BLE001 - one failing source does not stop the others
+        except Exception as exc:
             text = str(exc) if isinstance(exc, LakehouseError) else f"{type(exc).__name__}: {exc}"
             log.warning("could not observe source %s: %s", key, text)
-            results.append({"source": key, "partitions": None, "version": None, "previous": None,
-                            "changed": False, "observed_at": None, "error": text, "exception": exc})
+            results.append(
+                {
+                    "source": key,
+                    "partitions": None,
+                    "version": None,
+                    "previous": None,
+                    "changed": False,
+                    "observed_at": None,
+                    "error": text,
+                    "exception": exc,
+                }
+            )
             continue
         checked[key] = now
         new_rows.extend(rows)
         defn = spec.partitions
         for r in rows:
             prev = st.latest(r["pstart"])
-            results.append({"source": key, "partitions": defn.key(r["pstart"]) if defn is not None else None,
-                            "version": r["version"], "previous": prev[1] if prev else None, "changed": True,
-                            "observed_at": _utc(now), "error": None})
+            results.append(
+                {
+                    "source": key,
+                    "partitions": defn.key(r["pstart"]) if defn is not None else None,
+                    "version": r["version"],
+                    "previous": prev[1] if prev else None,
+                    "changed": True,
+                    "observed_at": _utc(now),
+                    "error": None,
+                }
+            )
         if not rows:
             last = st.latest(0) if defn is None else None
-            results.append({"source": key, "partitions": None if defn is None else f"{len(st.history)} observed",
-                            "version": last[1] if last else None, "previous": last[1] if last else None,
-                            "changed": False, "observed_at": _utc(now), "error": None})
+            results.append(
+                {
+                    "source": key,
+                    "partitions": None if defn is None else f"{len(st.history)} observed",
+                    "version": last[1] if last else None,
+                    "previous": last[1] if last else None,
+                    "changed": False,
+                    "observed_at": _utc(now),
+                    "error": None,
+                }
+            )
     if new_rows or checked:
         lake.catalog.record_observations(new_rows, checked)
     return results
@@ -406,8 +473,10 @@ def observe_for_run(lake: Any, select: Any) -> None:
 # ------------------------------------------------------------------------- staleness
 
 
-def staleness_reasons(lake: Any, state: Mapping[str, Sequence[StateRow]]) -> dict[str, list[tuple[Any, str, str | None]]]:
-    """``source_changed`` and ``expired`` ranges of every asset (a ``Lakehouse._extensions`` hook)."""
+def staleness_reasons(
+    lake: Any, state: Mapping[str, Sequence[StateRow]]
+) -> dict[str, list[tuple[Any, str, str | None]]]:
+    """``source_changed`` and ``expired`` ranges of every asset (a ``_extensions`` hook)."""
     graph = lake.graph
     out: dict[str, list[tuple[Any, str, str | None]]] = {}
     sources = _sources_of(graph)
@@ -433,8 +502,9 @@ def staleness_reasons(lake: Any, state: Mapping[str, Sequence[StateRow]]) -> dic
     return out
 
 
-def _source_changed(graph: Any, key: str, up: str, st: SourceState, rows: Sequence[StateRow],
-                    now_dt: Any) -> list[tuple[Any, str, str | None]]:
+def _source_changed(
+    graph: Any, key: str, up: str, st: SourceState, rows: Sequence[StateRow], now_dt: Any
+) -> list[tuple[Any, str, str | None]]:
     up_spec = graph.specs[up]
     items: list[tuple[Any, str, str | None]] = []
     cache: dict[int, dict[int, tuple[str | None, str]]] = {}
@@ -446,7 +516,13 @@ def _source_changed(graph: Any, key: str, up: str, st: SourceState, rows: Sequen
                 continue
             old = consumed.version if consumed is not None else None
             if old != last[1]:
-                items.append((RangeSet.of(r.start, r.end), "source_changed", f"{old or '(none)'} → {last[1]}"))
+                items.append(
+                    (
+                        RangeSet.of(r.start, r.end),
+                        "source_changed",
+                        f"{old or '(none)'} → {last[1]}",
+                    )
+                )
             continue
         seq = consumed.seq if consumed is not None else -1
         changed = cache.get(seq)
@@ -454,7 +530,9 @@ def _source_changed(graph: Any, key: str, up: str, st: SourceState, rows: Sequen
             changed = cache[seq] = st.changed_since(seq)
         if not changed:
             continue
-        hit = map_down(graph, up, key, RangeSet.from_indices(changed), now_dt) & RangeSet.of(r.start, r.end)
+        hit = map_down(graph, up, key, RangeSet.from_indices(changed), now_dt) & RangeSet.of(
+            r.start, r.end
+        )
         if not hit:
             continue
         read = map_up(graph, key, up, hit, now_dt)
@@ -462,11 +540,19 @@ def _source_changed(graph: Any, key: str, up: str, st: SourceState, rows: Sequen
         first = mine[0]
         old, new = changed[first]
         more = f" (+{len(mine) - 1} more)" if len(mine) > 1 else ""
-        items.append((hit, "source_changed", f"{up_spec.partitions.key(first)}: {old or '(none)'} → {new}{more}"))
+        items.append(
+            (
+                hit,
+                "source_changed",
+                f"{up_spec.partitions.key(first)}: {old or '(none)'} → {new}{more}",
+            )
+        )
     return items
 
 
-def _expired(spec: AssetSpec, rows: Sequence[StateRow], now: float, now_dt: Any) -> tuple[Any, str, str | None] | None:
+def _expired(
+    spec: AssetSpec, rows: Sequence[StateRow], now: float, now_dt: Any
+) -> tuple[Any, str, str | None] | None:
     assert spec.max_age is not None
     if spec.partitions is None:
         at = max(r.materialized_at for r in rows)
@@ -484,13 +570,19 @@ def _expired(spec: AssetSpec, rows: Sequence[StateRow], now: float, now_dt: Any)
     age = now - at
     if age <= spec.max_age:
         return None
-    return rs, "expired", f"materialized {human_seconds(age)} ago, max_age {human_seconds(spec.max_age)}"
+    return (
+        rs,
+        "expired",
+        f"materialized {human_seconds(age)} ago, max_age {human_seconds(spec.max_age)}",
+    )
 
 
 # ----------------------------------------------------------------------------- status
 
 
-def status_rows(lake: Any, rows: list[dict[str, Any]], state: Mapping[str, Sequence[StateRow]]) -> None:
+def status_rows(
+    lake: Any, rows: list[dict[str, Any]], state: Mapping[str, Sequence[StateRow]]
+) -> None:
     """Fill in source rows and add ``age`` / ``deadline`` to every ``status()`` row (in place).
 
     A source row shows its observed version, the time of its last successful observation
@@ -526,16 +618,23 @@ def status_rows(lake: Any, rows: list[dict[str, Any]], state: Mapping[str, Seque
             if spec.max_age is not None and (at is None or now - at > spec.max_age):
                 row["stale"] = True
                 row["reason"] = "expired"
-                row["cause"] = ("never observed" if at is None else
-                                f"observed {human_seconds(now - at)} ago, max_age {human_seconds(spec.max_age)}")
+                row["cause"] = (
+                    "never observed"
+                    if at is None
+                    else f"observed {human_seconds(now - at)} ago, "
+                    f"max_age {human_seconds(spec.max_age)}"
+                )
         else:
             st_rows = state.get(spec.key, ())
             if st_rows:
                 at = max(r.materialized_at for r in st_rows)
                 if spec.partitions is not None and spec.max_age is not None:
                     uni = universe(spec, now_dt)
-                    last = uni.max() if uni else None
-                    hit = next((r for r in st_rows if last is not None and r.start <= last < r.end), None)
+                    newest = uni.max() if uni else None
+                    hit = next(
+                        (r for r in st_rows if newest is not None and r.start <= newest < r.end),
+                        None,
+                    )
                     at = hit.materialized_at if hit is not None else None
         if at is not None:
             row["age"] = _dt.timedelta(seconds=max(0.0, now - at))
@@ -563,74 +662,96 @@ class SourceRead:
     options: Mapping[str, str] = field(default_factory=dict, repr=False)
     files: tuple[tuple[str, Mapping[str, Any]], ...] = field(default=(), repr=False)
     schema_file: str | None = None
-    columns: Mapping[str, Any] = field(default_factory=dict, repr=False)  # partition column examples
+    columns: Mapping[str, Any] = field(
+        default_factory=dict, repr=False
+    )  # partition column examples
     reader: Callable[..., Any] | None = field(default=None, repr=False)
     partition: PartitionContext | None = field(default=None, repr=False)
     run_id: str = ""
     ref: TableRef | None = None
 
     def input_source(self, inp: Any) -> InputSource:
-        """The engine input for step input ``inp``."""
+        """The engine input for step input ``inp``: a lazy dataset of what to read, or the
+        table itself for a full read of a Delta or Iceberg source (scanned natively)."""
         from ..engines import InputSource
 
-        def as_dataset(data: Any) -> Any:
-            import pyarrow.dataset as pads
+        table: Callable[[], Any] | None = None
+        if self.kind == "iceberg" and not self.incremental and self.version not in (None, "empty"):
+            table = self._iceberg
+        ref = inp.ref
+        native = (self.kind == "delta" and ref.format == "delta") or table is not None
+        if not native:  # engines scan ref.format natively when it names a table format
+            ref = replace(ref, format="source")
+        return InputSource(
+            inp.param, ref, inp.predicate, dataset=self.dataset, arrow=None, table=table
+        )
 
-            if hasattr(data, "get_fragments") or hasattr(data, "scanner"):
-                return data
-            from ..storage.sources import to_arrow_table
-
-            return pads.dataset(to_arrow_table(data))
-
+    def _iceberg(self) -> Any:
         from ..storage import sources as io
 
-        ref = inp.ref
-        table = None
+        return io.iceberg_table(self.asset, self.defn.identifier, self.options)
+
+    def dataset(self) -> Any:
+        """The data to read as a pyarrow dataset (lazy where the source allows)."""
+        from ..storage import sources as io
+
+        d = self.defn
         if self.kind == "files":
-            d = self.defn
-            make: Callable[[], Any] = lambda: io.files_dataset(  # noqa: E731
-                self.asset, d.listing_glob, d.format, self.options, list(self.files), self.schema_file,
-                self.columns)
-        elif self.kind == "sql":
-            d = self.defn
-            make = lambda: as_dataset(io.sql_read(  # noqa: E731
-                self.asset, d.url, d.table, d.cursor, self.since if self.incremental else None,
-                self.version if self.incremental else None))
-        elif self.kind == "delta":
-            d = self.defn
+            return io.files_dataset(
+                self.asset,
+                d.listing_glob,
+                d.format,
+                self.options,
+                list(self.files),
+                self.schema_file,
+                self.columns,
+            )
+        if self.kind == "sql":
+            since, until = (self.since, self.version) if self.incremental else (None, None)
+            return _as_dataset(io.sql_read(self.asset, d.url, d.table, d.cursor, since, until))
+        if self.kind == "delta":
             if self.incremental and self.since is not None:
-                make = lambda: as_dataset(io.delta_changes(  # noqa: E731
-                    self.asset, d.uri, self.options, int(self.since or 0), int(self.version or 0)))
-            else:
-                make = lambda: io.delta_dataset(self.asset, d.uri, self.options, int(self.version or 0))  # noqa: E731
-        elif self.kind == "iceberg":
-            d = self.defn
-            load = lambda: io.iceberg_table(self.asset, d.identifier, self.options)  # noqa: E731
+                return _as_dataset(
+                    io.delta_changes(
+                        self.asset, d.uri, self.options, int(self.since), int(self.version or 0)
+                    )
+                )
+            return io.delta_dataset(self.asset, d.uri, self.options, int(self.version or 0))
+        if self.kind == "iceberg":
             if self.incremental:
-                make = lambda: as_dataset(io.iceberg_changes(load(), self.since, self.version))  # noqa: E731
-            else:
-                make = lambda: as_dataset(io.iceberg_read(load(), self.version))  # noqa: E731
-                if self.version not in (None, "empty"):
-                    table = load
-        elif self.kind == "custom":
-            make = lambda: as_dataset(self._call_reader())  # noqa: E731
-        elif self.kind == "table":
-            make = lambda: as_dataset(table_changes(self.ref, self.since))  # noqa: E731
-        else:  # pragma: no cover - built by SourceReads only
-            raise ValueError(f"unknown source read {self.kind!r}")
-        native = (self.kind == "delta" and ref.format == "delta") or table is not None
-        if not native:  # engines scan ref.format natively when it names a table format: read `make` instead
-            ref = replace(ref, format="source")
-        return InputSource(inp.param, ref, inp.predicate, dataset=make, arrow=None, table=table)
+                return _as_dataset(io.iceberg_changes(self._iceberg(), self.since, self.version))
+            return _as_dataset(io.iceberg_read(self._iceberg(), self.version))
+        if self.kind == "custom":
+            return _as_dataset(self._call_reader())
+        if self.kind == "table":
+            return _as_dataset(table_changes(self.ref, self.since))
+        raise ValueError(
+            f"unknown source read {self.kind!r}"
+        )  # pragma: no cover - built by SourceReads
 
     def _call_reader(self) -> Any:
         from ..engines import to_arrow
 
         assert self.reader is not None
-        ctx = Context(asset=self.asset, run_id=self.run_id, partition=self.partition,
-                      metadata={"version": self.version, "since": self.since if self.incremental else None})
+        ctx = Context(
+            asset=self.asset,
+            run_id=self.run_id,
+            partition=self.partition,
+            metadata={"version": self.version, "since": self.since if self.incremental else None},
+        )
         value = _call_user(self.reader, ctx)
         return to_arrow(value, self.asset, stream=False)
+
+
+def _as_dataset(data: Any) -> Any:
+    """A pyarrow dataset of ``data`` (a dataset already, or anything Arrow-like)."""
+    import pyarrow.dataset as pads
+
+    from ..storage.sources import to_arrow_table
+
+    if isinstance(data, pads.Dataset):
+        return data
+    return pads.dataset(to_arrow_table(data))
 
 
 def table_changes(ref: TableRef | None, since: str | None) -> Any:
@@ -643,19 +764,29 @@ def table_changes(ref: TableRef | None, since: str | None) -> Any:
     if since is None:
         return fmt.dataset(ref)
     if ref.format == "delta":
-        return io.delta_changes(ref.asset, ref.uri, dict(ref.storage_options), int(since), int(ref.version or 0))
+        return io.delta_changes(
+            ref.asset, ref.uri, dict(ref.storage_options), int(since), int(ref.version or 0)
+        )
     if ref.format == "iceberg":
-        native = getattr(fmt, "native")
+        native: Any = getattr(fmt, "native", None)
         return io.iceberg_changes(native(ref), since, ref.version)
-    raise StorageError(f"since_last_run is not supported for {ref.format} tables", asset=ref.asset,
-                       hint="use a Delta or Iceberg upstream")
+    raise StorageError(
+        f"since_last_run is not supported for {ref.format} tables",
+        asset=ref.asset,
+        hint="use a Delta or Iceberg upstream",
+    )
 
 
 class SourceReads:
     """Per run: step inputs for sources and ``since_last_run`` inputs (coordinator side)."""
 
-    def __init__(self, lake: Any, state: Mapping[str, Sequence[StateRow]],
-                 current: Mapping[str, tuple[str | None, int]], run_id: str) -> None:
+    def __init__(
+        self,
+        lake: Any,
+        state: Mapping[str, Sequence[StateRow]],
+        current: Mapping[str, tuple[str | None, int]],
+        run_id: str,
+    ) -> None:
         self.lake = lake
         self.graph = lake.graph
         self.state = state
@@ -689,7 +820,11 @@ class SourceReads:
         up_spec = graph.specs[up]
         needed = map_up(graph, asset, up, ranges) if up_spec.partitions is not None else UNIT
         pred = None
-        if up_spec.partitions is not None and up_spec.partition_column and needed != up_spec.partitions.all(None):
+        if (
+            up_spec.partitions is not None
+            and up_spec.partition_column
+            and needed != up_spec.partitions.all(None)
+        ):
             pred = predicate(up_spec.partitions, needed, up_spec.partition_column)
         prev = self._consumed(asset, ranges, up) if inp.since_last_run else None
         if up_spec.kind != "source":
@@ -698,18 +833,30 @@ class SourceReads:
             version, seq = self.current[up]
             ref = self.lake.table_ref(up_spec, version)
             since = prev.version if prev is not None else None
-            read = SourceRead("table", up, version, since=since, incremental=True, ref=ref, run_id=self.run_id)
-            return StepInput(inp.param, ref, pred, inp.annotation, InputVersion(up, version, seq), read=read)
+            read = SourceRead(
+                "table", up, version, since=since, incremental=True, ref=ref, run_id=self.run_id
+            )
+            return StepInput(
+                inp.param, ref, pred, inp.annotation, InputVersion(up, version, seq), read=read
+            )
         st = self.states().get(up)
         if not st:
-            return (f"source {up!r} has not been observed yet; check that it is reachable "
-                    f"(lake.observe({up!r}) shows the error)")
+            return (
+                f"source {up!r} has not been observed yet; check that it is reachable "
+                f"(lake.observe({up!r}) shows the error)"
+            )
         version = st.version_text(up_spec.partitions is not None)
         iv = InputVersion(up, version, st.max_id)
         since = prev.version if prev is not None else None
         defn = builtin(up_spec)
-        common: dict[str, Any] = {"asset": up, "version": version, "since": since,
-                                  "incremental": bool(inp.since_last_run), "run_id": self.run_id, "defn": defn}
+        common: dict[str, Any] = {
+            "asset": up,
+            "version": version,
+            "since": since,
+            "incremental": bool(inp.since_last_run),
+            "run_id": self.run_id,
+            "defn": defn,
+        }
         if isinstance(defn, FilesSource):
             read = self._files_read(up_spec, defn, st, needed, prev, common)
             uri = defn.path
@@ -717,13 +864,20 @@ class SourceReads:
             read = SourceRead("sql", **common)
             uri = defn.table
         elif isinstance(defn, DeltaTableSource):
-            read = SourceRead("delta", options=_storage_options(self.lake, defn.storage_options), **common)
+            read = SourceRead(
+                "delta", options=_storage_options(self.lake, defn.storage_options), **common
+            )
             uri = defn.uri
             if not inp.since_last_run or since is None:
                 from ..storage.uri import delta_options
 
-                ref = TableRef(up, "delta", defn.uri, version,
-                               storage_options=delta_options(defn.uri, read.options))
+                ref = TableRef(
+                    up,
+                    "delta",
+                    defn.uri,
+                    version,
+                    storage_options=delta_options(defn.uri, read.options),
+                )
                 return StepInput(inp.param, ref, pred, inp.annotation, iv, read=read)
         elif isinstance(defn, IcebergTableSource):
             read = SourceRead("iceberg", options=_iceberg_props(self.lake, defn), **common)
@@ -740,13 +894,22 @@ class SourceReads:
             read = SourceRead("custom", reader=up_spec.fn, partition=part, **common)
             uri = up_spec.defined_at
         else:
-            return (f"source {up!r} is observe-only (it has no reader), so it cannot be an input; "
-                    f"list it in deps=[{up!r}] and read the data in the function, or give it a reader")
+            return (
+                f"source {up!r} is observe-only (it has no reader), so it cannot be an input; "
+                f"list it in deps=[{up!r}] and read the data in the function, or give it a reader"
+            )
         ref = TableRef(up, "source", uri, version)
         return StepInput(inp.param, ref, pred, inp.annotation, iv, read=read)
 
-    def _files_read(self, spec: AssetSpec, defn: FilesSource, st: SourceState, needed: RangeSet,
-                    prev: InputVersion | None, common: dict[str, Any]) -> SourceRead:
+    def _files_read(
+        self,
+        spec: AssetSpec,
+        defn: FilesSource,
+        st: SourceState,
+        needed: RangeSet,
+        prev: InputVersion | None,
+        common: dict[str, Any],
+    ) -> SourceRead:
         parts = spec.partitions
         indices: Iterable[int] = needed.indices() if parts is not None else (0,)
         chosen: list[tuple[str, dict[str, Any]]] = []
@@ -759,10 +922,18 @@ class SourceReads:
             for path, (_size, _tag, first) in sorted(listing.items()):
                 if after is None or first > after:
                     chosen.append((path, values))
-        schema_file = next((path for listing in st.files.values() for path in sorted(listing)), None)
+        schema_file = next(
+            (path for listing in st.files.values() for path in sorted(listing)), None
+        )
         columns = _partition_values(spec, needed.min()) if parts is not None and needed else {}
-        return SourceRead("files", files=tuple(chosen), schema_file=schema_file, columns=columns,
-                          options=_storage_options(self.lake, defn.storage_options), **common)
+        return SourceRead(
+            "files",
+            files=tuple(chosen),
+            schema_file=schema_file,
+            columns=columns,
+            options=_storage_options(self.lake, defn.storage_options),
+            **common,
+        )
 
     def deps(self, asset: str, inputs: Sequence[Any]) -> tuple[InputVersion, ...]:
         """Consumed versions of order-only source upstreams (``deps=[...]``)."""
@@ -789,5 +960,14 @@ def _partition_values(spec: AssetSpec, p: int) -> dict[str, Any]:
     return {spec.partition_column[0]: parts._value(p)}
 
 
-__all__ = ["SourceRead", "SourceReads", "SourceState", "clock", "load_states", "observe", "observe_for_run",
-           "staleness_reasons", "status_rows"]
+__all__ = [
+    "SourceRead",
+    "SourceReads",
+    "SourceState",
+    "clock",
+    "load_states",
+    "observe",
+    "observe_for_run",
+    "staleness_reasons",
+    "status_rows",
+]

@@ -99,10 +99,13 @@ def list_files(asset: str, glob: str, options: Mapping[str, str] | None) -> list
         raise StorageError(
             f"cannot list {glob}: {redact(f'{type(exc).__name__}: {exc}', options)}",
             asset=asset,
-            hint="check the path, that the storage is reachable and the credentials (storage_options=)",
+            hint="check the path, that the storage is reachable, and storage_options=",
         ) from None
-    out = [FileEntry(str(p), int(info.get("size") or 0), _tag(info))
-           for p, info in found.items() if info.get("type", "file") != "directory"]
+    out = [
+        FileEntry(str(p), int(info.get("size") or 0), _tag(info))
+        for p, info in found.items()
+        if info.get("type", "file") != "directory"
+    ]
     return sorted(out, key=lambda e: e.path)
 
 
@@ -157,7 +160,7 @@ def files_dataset(
         raise StorageError(
             f"the source matched no files at {glob}, so there is no schema to read",
             asset=asset,
-            hint="check the glob, or wait for the first file to land (lake.observe() shows the listing)",
+            hint="check the glob, or wait for the first file (lake.observe() shows the listing)",
         )
     try:
         physical = ff.inspect(first, filesystem=pafs)
@@ -196,7 +199,7 @@ def _safe(url: str) -> str:
         import sqlalchemy as sa
 
         return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for a message
+    except Exception:
         return "<database url>"
 
 
@@ -216,21 +219,30 @@ def _sql_table(asset: str, url: str, table: str) -> Any:
 
     schema_name, _, name = table.rpartition(".")
     try:
-        return sa.Table(name, sa.MetaData(), schema=schema_name or None, autoload_with=sql_engine(url))
+        return sa.Table(
+            name, sa.MetaData(), schema=schema_name or None, autoload_with=sql_engine(url)
+        )
     except sa.exc.NoSuchTableError:
-        raise StorageError(f"the table {table} does not exist in {_safe(url)}", asset=asset,
-                           hint="check the table name ('schema.table') and the database URL") from None
+        raise StorageError(
+            f"the table {table} does not exist in {_safe(url)}",
+            asset=asset,
+            hint="check the table name ('schema.table') and the database URL",
+        ) from None
     except sa.exc.SQLAlchemyError as exc:
         raise StorageError(
             f"cannot reach {_safe(url)}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-            asset=asset, hint="check that the database is reachable and the URL and credentials are right",
+            asset=asset,
+            hint="check that the database is reachable and the URL and credentials are right",
         ) from None
 
 
 def _column(asset: str, tbl: Any, column: str) -> Any:
     if column not in tbl.c:
-        raise StorageError(f"the table {tbl.fullname} has no column {column!r}", asset=asset,
-                           hint=f"cursor= must be one of {list(tbl.c.keys())}")
+        raise StorageError(
+            f"the table {tbl.fullname} has no column {column!r}",
+            asset=asset,
+            hint=f"cursor= must be one of {list(tbl.c.keys())}",
+        )
     return tbl.c[column]
 
 
@@ -272,13 +284,22 @@ def sql_observe(asset: str, url: str, table: str, cursor: str | None) -> str:
                 return f"{int(n or 0)} rows"
             value = conn.execute(sa.select(sa.func.max(_column(asset, tbl, cursor)))).scalar()
     except sa.exc.SQLAlchemyError as exc:
-        raise StorageError(f"cannot observe {table}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-                           asset=asset, hint="check that the database is reachable") from None
+        raise StorageError(
+            f"cannot observe {table}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+            asset=asset,
+            hint="check that the database is reachable",
+        ) from None
     return "empty" if value is None else cursor_text(value)
 
 
-def sql_read(asset: str, url: str, table: str, cursor: str | None, since: str | None = None,
-             until: str | None = None) -> pa.Table:
+def sql_read(
+    asset: str,
+    url: str,
+    table: str,
+    cursor: str | None,
+    since: str | None = None,
+    until: str | None = None,
+) -> pa.Table:
     """The table's rows (with a cursor range ``since < cursor <= until`` when given)."""
     import polars as pl
     import sqlalchemy as sa
@@ -300,11 +321,16 @@ def sql_read(asset: str, url: str, table: str, cursor: str | None, since: str | 
             if df.height == 0:  # no rows to infer types from: take them from any one row
                 df = pl.read_database(sa.select(tbl).limit(1), conn).clear()
     except sa.exc.SQLAlchemyError as exc:
-        raise StorageError(f"cannot read {table}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-                           asset=asset, hint="check that the database is reachable") from None
+        raise StorageError(
+            f"cannot read {table}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+            asset=asset,
+            hint="check that the database is reachable",
+        ) from None
     # time zone names follow the session (``Etc/UTC``, ``UTC`` ...): one spelling, so the
     # schema of every read is the same
-    zoned = [c for c, t in df.schema.items() if isinstance(t, pl.Datetime) and t.time_zone is not None]
+    zoned = [
+        c for c, t in df.schema.items() if isinstance(t, pl.Datetime) and t.time_zone is not None
+    ]
     if zoned:
         df = df.with_columns([pl.col(c).dt.convert_time_zone("UTC") for c in zoned])
     return df.to_arrow()
@@ -313,17 +339,27 @@ def sql_read(asset: str, url: str, table: str, cursor: str | None, since: str | 
 # ------------------------------------------------------------------------------- Delta
 
 
-def _delta(asset: str, uri: str, options: Mapping[str, str] | None, version: int | None = None) -> Any:
+def _delta(
+    asset: str, uri: str, options: Mapping[str, str] | None, version: int | None = None
+) -> Any:
     dl = require("deltalake", "delta")
     try:
-        return dl.DeltaTable(uri, version=version, storage_options=delta_options(uri, options) or None)
+        return dl.DeltaTable(
+            uri, version=version, storage_options=delta_options(uri, options) or None
+        )
     except dl.exceptions.TableNotFoundError:
-        raise StorageError(f"there is no Delta table at {uri}" + ("" if version is None else f" version {version}"),
-                           asset=asset, hint="check the URI (and that the version was not vacuumed)") from None
+        raise StorageError(
+            f"there is no Delta table at {uri}"
+            + ("" if version is None else f" version {version}"),
+            asset=asset,
+            hint="check the URI (and that the version was not vacuumed)",
+        ) from None
     except Exception as exc:
         raise StorageError(
-            f"cannot open the Delta table at {uri}: {redact(f'{type(exc).__name__}: {exc}', options)}",
-            asset=asset, hint="check that the storage is reachable and the credentials are right",
+            f"cannot open the Delta table at {uri}: "
+            + redact(f"{type(exc).__name__}: {exc}", options),
+            asset=asset,
+            hint="check that the storage is reachable and the credentials are right",
         ) from None
 
 
@@ -332,7 +368,9 @@ def delta_version(asset: str, uri: str, options: Mapping[str, str] | None) -> in
     return int(_delta(asset, uri, options).version())
 
 
-def delta_dataset(asset: str, uri: str, options: Mapping[str, str] | None, version: int | None) -> pads.Dataset:
+def delta_dataset(
+    asset: str, uri: str, options: Mapping[str, str] | None, version: int | None
+) -> pads.Dataset:
     """A pyarrow dataset of one version of a Delta table."""
     return _delta(asset, uri, options, version).to_pyarrow_dataset()
 
@@ -344,7 +382,9 @@ def _add_paths(dt: Any) -> set[str]:
     return {unquote(p) for p in actions.column("path").to_pylist()}
 
 
-def delta_changes(asset: str, uri: str, options: Mapping[str, str] | None, since: int, until: int) -> Any:
+def delta_changes(
+    asset: str, uri: str, options: Mapping[str, str] | None, since: int, until: int
+) -> Any:
     """The rows added to a Delta table after version ``since`` up to ``until``.
 
     With the change data feed enabled: its inserts and update post-images. Otherwise the
@@ -355,8 +395,11 @@ def delta_changes(asset: str, uri: str, options: Mapping[str, str] | None, since
     import pyarrow.dataset as pads
 
     if since > until:
-        raise StorageError(f"the Delta table at {uri} is at version {until}, older than the consumed {since}",
-                           asset=asset, hint="the table was recreated or restored; reload the downstream in full")
+        raise StorageError(
+            f"the Delta table at {uri} is at version {until}, older than the consumed {since}",
+            asset=asset,
+            hint="the table was recreated or restored; reload the downstream in full",
+        )
     dt = _delta(asset, uri, options, until)
     full = dt.to_pyarrow_dataset()
     if since == until:
@@ -365,7 +408,7 @@ def delta_changes(asset: str, uri: str, options: Mapping[str, str] | None, since
         try:
             reader = dt.load_cdf(starting_version=since + 1, ending_version=until)
             table = pa.table(reader)
-        except Exception as exc:  # noqa: BLE001 - CDF not available for this range: diff files
+        except Exception as exc:
             log.debug("change data feed unavailable for %s %s..%s: %s", uri, since, until, exc)
         else:
             import pyarrow.compute as pc
@@ -373,12 +416,28 @@ def delta_changes(asset: str, uri: str, options: Mapping[str, str] | None, since
             kinds = table.column("_change_type").cast(pa.string())
 
             keep = pc.is_in(kinds, pa.array(["insert", "update_postimage"]))
-            table = plain_types(table).filter(keep).drop_columns(
-                [c for c in ("_change_type", "_commit_version", "_commit_timestamp") if c in table.column_names])
-            return table.select([f.name for f in full.schema]) if set(full.schema.names) <= set(
-                table.column_names) else table
+            table = (
+                plain_types(table)
+                .filter(keep)
+                .drop_columns(
+                    [
+                        c
+                        for c in ("_change_type", "_commit_version", "_commit_timestamp")
+                        if c in table.column_names
+                    ]
+                )
+            )
+            return (
+                table.select([f.name for f in full.schema])
+                if set(full.schema.names) <= set(table.column_names)
+                else table
+            )
     new = _add_paths(dt) - _add_paths(_delta(asset, uri, options, since))
-    fragments = [f for f in full.get_fragments() if any(unquote(f.path).endswith(p) for p in new)] if new else []
+    fragments = (
+        [f for f in full.get_fragments() if any(unquote(f.path).endswith(p) for p in new)]
+        if new
+        else []
+    )
     return pads.FileSystemDataset(fragments, full.schema, full.format, full.filesystem)
 
 
@@ -413,12 +472,17 @@ def iceberg_table(asset: str, identifier: str, props: Mapping[str, str]) -> Any:
     try:
         return cat.load_table(identifier)
     except (NoSuchTableError, NoSuchNamespaceError):
-        raise StorageError(f"the Iceberg table {identifier} does not exist", asset=asset,
-                           hint="check the identifier ('namespace.table') and catalog={...}") from None
+        raise StorageError(
+            f"the Iceberg table {identifier} does not exist",
+            asset=asset,
+            hint="check the identifier ('namespace.table') and catalog={...}",
+        ) from None
     except Exception as exc:
         raise StorageError(
-            f"cannot open the Iceberg table {identifier}: {redact(f'{type(exc).__name__}: {exc}', props)}",
-            asset=asset, hint="check that the Iceberg catalog and the storage are reachable",
+            f"cannot open the Iceberg table {identifier}: "
+            + redact(f"{type(exc).__name__}: {exc}", props),
+            asset=asset,
+            hint="check that the Iceberg catalog and the storage are reachable",
         ) from None
 
 
@@ -445,7 +509,9 @@ def iceberg_changes(tbl: Any, since: str | None, until: str | None) -> pa.Table:
         return _arrow_schema(tbl.schema()).empty_table()
     if since in (None, "empty"):
         return iceberg_read(tbl, until)
-    scan = tbl.incremental_append_scan(from_snapshot_id_exclusive=int(since), to_snapshot_id_inclusive=int(until))
+    scan = tbl.incremental_append_scan(
+        from_snapshot_id_exclusive=int(since), to_snapshot_id_inclusive=int(until)
+    )
     return scan.to_arrow()
 
 
@@ -460,6 +526,8 @@ def to_arrow_table(data: Any) -> pa.Table:
     return pa.table(data)
 
 
-def paths_with_values(entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+def paths_with_values(
+    entries: Iterable[tuple[str, Mapping[str, Any]]],
+) -> list[tuple[str, dict[str, Any]]]:
     """Plain ``(path, values)`` pairs (a picklable copy)."""
     return [(p, dict(v)) for p, v in entries]
