@@ -128,7 +128,9 @@ def _name(name: Any, default: str, what: str) -> str:
     if name is None:
         return default
     if not isinstance(name, str) or not name.strip():
-        raise DefinitionError(f"{what}: name={name!r} must be a non-empty string", hint="e.g. name='ids_present'")
+        raise DefinitionError(
+            f"{what}: name={name!r} must be a non-empty string", hint="e.g. name='ids_present'"
+        )
     return name
 
 
@@ -143,9 +145,13 @@ def _columns(cols: tuple[Any, ...], what: str, example: str) -> tuple[str, ...]:
         raise DefinitionError(f"{what}() needs at least one column", hint=f"e.g. {example}")
     for c in flat:
         if not isinstance(c, str) or not c:
-            raise DefinitionError(f"{what}(): column {c!r} is not a column name", hint=f"e.g. {example}")
+            raise DefinitionError(
+                f"{what}(): column {c!r} is not a column name", hint=f"e.g. {example}"
+            )
     if len(set(flat)) != len(flat):
-        raise DefinitionError(f"{what}(): a column is named twice in {flat}", hint="name each column once")
+        raise DefinitionError(
+            f"{what}(): a column is named twice in {flat}", hint="name each column once"
+        )
     return tuple(flat)
 
 
@@ -156,8 +162,12 @@ def not_null(*columns: str, severity: str = "error", name: str | None = None) ->
     ('id',)
     """
     cols = _columns(columns, "not_null", "lh.not_null('id')")
-    return Check("not_null", _name(name, f"not_null({', '.join(cols)})", "not_null"), _severity(severity, "not_null"),
-                 columns=cols)
+    return Check(
+        "not_null",
+        _name(name, f"not_null({', '.join(cols)})", "not_null"),
+        _severity(severity, "not_null"),
+        columns=cols,
+    )
 
 
 def unique(*columns: str, severity: str = "error", name: str | None = None) -> Check:
@@ -168,18 +178,25 @@ def unique(*columns: str, severity: str = "error", name: str | None = None) -> C
     'unique(day, carrier)'
     """
     cols = _columns(columns, "unique", "lh.unique('id')")
-    return Check("unique", _name(name, f"unique({', '.join(cols)})", "unique"), _severity(severity, "unique"),
-                 columns=cols)
+    return Check(
+        "unique",
+        _name(name, f"unique({', '.join(cols)})", "unique"),
+        _severity(severity, "unique"),
+        columns=cols,
+    )
 
 
-def accepted_values(column: str, values: Iterable[Any], *, severity: str = "error",
-                    name: str | None = None) -> Check:
+def accepted_values(
+    column: str, values: Iterable[Any], *, severity: str = "error", name: str | None = None
+) -> Check:
     """Every non-null value of ``column`` is one of ``values``.
 
     >>> accepted_values("status", ["a", "b"]).values
     ('a', 'b')
     """
-    cols = _columns((column,), "accepted_values", "lh.accepted_values('status', ['open', 'closed'])")
+    cols = _columns(
+        (column,), "accepted_values", "lh.accepted_values('status', ['open', 'closed'])"
+    )
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
         raise DefinitionError(
             f"accepted_values({column!r}, ...): values must be a list, got {type(values).__name__}",
@@ -191,29 +208,49 @@ def accepted_values(column: str, values: Iterable[Any], *, severity: str = "erro
             f"accepted_values({column!r}, []): the list of values is empty",
             hint="list at least one accepted value",
         )
-    return Check("accepted_values", _name(name, f"accepted_values({cols[0]})", "accepted_values"),
-                 _severity(severity, "accepted_values"), columns=cols, values=vals)
+    return Check(
+        "accepted_values",
+        _name(name, f"accepted_values({cols[0]})", "accepted_values"),
+        _severity(severity, "accepted_values"),
+        columns=cols,
+        values=vals,
+    )
 
 
-def row_count(*, min: int | None = None, max: int | None = None, severity: str = "error",  # noqa: A002
-              name: str | None = None) -> Check:
+def row_count(
+    *,
+    min: int | None = None,
+    max: int | None = None,
+    severity: str = "error",
+    name: str | None = None,
+) -> Check:
     """The number of rows written lies in ``[min, max]`` (either bound may be omitted).
 
     >>> row_count(min=1, max=10).name
     'row_count(min=1, max=10)'
     """
     for label, bound in (("min", min), ("max", max)):
-        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or bound < 0):
-            raise DefinitionError(f"row_count({label}={bound!r}): must be an int >= 0",
-                                  hint="e.g. lh.row_count(min=1)")
+        if bound is not None and (
+            isinstance(bound, bool) or not isinstance(bound, int) or bound < 0
+        ):
+            raise DefinitionError(
+                f"row_count({label}={bound!r}): must be an int >= 0",
+                hint="e.g. lh.row_count(min=1)",
+            )
     if min is None and max is None:
         raise DefinitionError("row_count() needs min= or max=", hint="e.g. lh.row_count(min=1)")
     if min is not None and max is not None and min > max:
-        raise DefinitionError(f"row_count(min={min}, max={max}): min is larger than max",
-                              hint="swap the bounds")
+        raise DefinitionError(
+            f"row_count(min={min}, max={max}): min is larger than max", hint="swap the bounds"
+        )
     parts = [f"{k}={v}" for k, v in (("min", min), ("max", max)) if v is not None]
-    return Check("row_count", _name(name, f"row_count({', '.join(parts)})", "row_count"),
-                 _severity(severity, "row_count"), min=min, max=max)
+    return Check(
+        "row_count",
+        _name(name, f"row_count({', '.join(parts)})", "row_count"),
+        _severity(severity, "row_count"),
+        min=min,
+        max=max,
+    )
 
 
 def expect(expr: Any, *, severity: str = "error", name: str | None = None) -> Check:
@@ -226,7 +263,9 @@ def expect(expr: Any, *, severity: str = "error", name: str | None = None) -> Ch
     """
     if isinstance(expr, str):
         if not expr.strip():
-            raise DefinitionError("expect(''): the condition is empty", hint="e.g. lh.expect(pl.col('x') > 0)")
+            raise DefinitionError(
+                "expect(''): the condition is empty", hint="e.g. lh.expect(pl.col('x') > 0)"
+            )
         default = f"expect({expr.strip()})"
     elif type(expr).__module__.split(".")[0] == "polars" and type(expr).__name__ == "Expr":
         text = str(expr)
@@ -243,45 +282,70 @@ def _is_pandera(obj: Any) -> bool:
     mod = type(obj).__module__.split(".")[0]
     if mod == "pandera" and hasattr(obj, "validate"):
         return True
-    return inspect.isclass(obj) and any(c.__module__.split(".")[0] == "pandera" for c in obj.__mro__[1:]) \
+    return (
+        inspect.isclass(obj)
+        and any(c.__module__.split(".")[0] == "pandera" for c in obj.__mro__[1:])
         and hasattr(obj, "validate")
+    )
 
 
 def pandera_check(schema: Any, *, severity: str = "error", name: str | None = None) -> Check:
     """A pandera schema (Polars flavour: ``pandera.polars.DataFrameSchema`` or a
     ``DataFrameModel``) as a check; needs ``pip install 'pandera[polars]'`` to run."""
     if not _is_pandera(schema):
-        raise DefinitionError(f"{type(schema).__name__} is not a pandera schema",
-                              hint="pass a pandera.polars.DataFrameSchema or DataFrameModel")
+        raise DefinitionError(
+            f"{type(schema).__name__} is not a pandera schema",
+            hint="pass a pandera.polars.DataFrameSchema or DataFrameModel",
+        )
     label = getattr(schema, "name", None) or getattr(schema, "__name__", None) or "schema"
-    return Check("pandera", _name(name, f"pandera({label})", "pandera"), _severity(severity, "pandera"),
-                 schema=schema)
+    return Check(
+        "pandera",
+        _name(name, f"pandera({label})", "pandera"),
+        _severity(severity, "pandera"),
+        schema=schema,
+    )
 
 
 def _custom(fn: Callable[..., Any], *, asset: str | None, name: str | None, severity: str) -> Check:
     label = asset or "?"
     if not callable(fn) or inspect.isclass(fn):
-        raise DefinitionError(f"a check must be a function, got {type(fn).__name__}", asset=asset,
-                              hint="decorate a def with @lh.check('asset')")
+        raise DefinitionError(
+            f"a check must be a function, got {type(fn).__name__}",
+            asset=asset,
+            hint="decorate a def with @lh.check('asset')",
+        )
     check_name = _name(name, getattr(fn, "__name__", "") or "", "check")
     if not check_name or check_name == "<lambda>":
         if name is None:
-            raise DefinitionError("a lambda check needs a name", asset=asset,
-                                  hint="pass name='...' or use a def")
+            raise DefinitionError(
+                "a lambda check needs a name", asset=asset, hint="pass name='...' or use a def"
+            )
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
-        raise DefinitionError(f"cannot read the signature of check {check_name!r}", asset=asset,
-                              hint="decorate a plain Python function") from None
+        raise DefinitionError(
+            f"cannot read the signature of check {check_name!r}",
+            asset=asset,
+            hint="decorate a plain Python function",
+        ) from None
     data_param = None
     data_type = ""
     context_param = None
     for p in sig.parameters.values():
         ann = p.annotation
-        ann_text = ann if isinstance(ann, str) else getattr(ann, "__name__", "") if ann is not p.empty else ""
+        ann_text = (
+            ann
+            if isinstance(ann, str)
+            else getattr(ann, "__name__", "")
+            if ann is not p.empty
+            else ""
+        )
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise DefinitionError(f"check {check_name!r} has *{p.name}", asset=asset,
-                                  hint="a check takes the data (and optionally ctx): def check(df): ...")
+            raise DefinitionError(
+                f"check {check_name!r} has *{p.name}",
+                asset=asset,
+                hint="a check takes the data (and optionally ctx): def check(df): ...",
+            )
         if (p.name in _CONTEXT_NAMES and not ann_text) or str(ann_text).split(".")[-1] == "Context":
             context_param = p.name
             continue
@@ -294,18 +358,30 @@ def _custom(fn: Callable[..., Any], *, asset: str | None, name: str | None, seve
                 f"check {check_name!r} takes an extra parameter {p.name!r}",
                 asset=asset,
                 hint=f"a check of {label!r} receives one argument, the data about to be published "
-                     "(plus ctx if it asks for it)",
+                "(plus ctx if it asks for it)",
             )
     if data_param is None:
-        raise DefinitionError(f"check {check_name!r} takes no parameter for the data", asset=asset,
-                              hint="def my_check(df: pl.DataFrame) -> bool: ...")
+        raise DefinitionError(
+            f"check {check_name!r} takes no parameter for the data",
+            asset=asset,
+            hint="def my_check(df: pl.DataFrame) -> bool: ...",
+        )
     if data_type and data_type not in ("DataFrame", "LazyFrame", "Table", "Any"):
         raise DefinitionError(
-            f"check {check_name!r}: cannot pass the data as {data_type}", asset=asset,
+            f"check {check_name!r}: cannot pass the data as {data_type}",
+            asset=asset,
             hint="annotate the data parameter as pl.DataFrame, pl.LazyFrame or pa.Table (or not at all)",
         )
-    return Check("custom", check_name, _severity(severity, f"check {check_name!r}"), fn=fn, data_param=data_param,
-                 data_type=data_type, context_param=context_param, asset=asset)
+    return Check(
+        "custom",
+        check_name,
+        _severity(severity, f"check {check_name!r}"),
+        fn=fn,
+        data_param=data_param,
+        data_type=data_type,
+        context_param=context_param,
+        asset=asset,
+    )
 
 
 def as_check(obj: Any, asset: str | None = None) -> Check:
@@ -321,7 +397,7 @@ def as_check(obj: Any, asset: str | None = None) -> Check:
         f"checks= entry {obj!r:.60} is not a check",
         asset=asset,
         hint="use lh.not_null(...), lh.unique(...), lh.accepted_values(...), lh.row_count(...), "
-             "lh.expect(...), a pandera schema or a function of the data",
+        "lh.expect(...), a pandera schema or a function of the data",
     )
 
 
@@ -339,8 +415,9 @@ def _unique_names(checks: Iterable[Check], asset: str | None) -> None:
     seen: set[str] = set()
     for c in checks:
         if c.name in seen:
-            raise DefinitionError(f"two checks are named {c.name!r}", asset=asset,
-                                  hint="give one of them name='...'")
+            raise DefinitionError(
+                f"two checks are named {c.name!r}", asset=asset, hint="give one of them name='...'"
+            )
         seen.add(c.name)
 
 
@@ -349,7 +426,9 @@ def _unique_names(checks: Iterable[Check], asset: str | None) -> None:
 REGISTRY: dict[str, dict[str, Check]] = {}
 
 
-def check(asset: str, *, name: str | None = None, severity: str = "error") -> Callable[[Callable[..., Any]], Check]:
+def check(
+    asset: str, *, name: str | None = None, severity: str = "error"
+) -> Callable[[Callable[..., Any]], Check]:
     """Declare a custom check of ``asset``: a function of the output data returning
     ``bool`` or a :class:`CheckResult`.
 
@@ -365,8 +444,10 @@ def check(asset: str, *, name: str | None = None, severity: str = "error") -> Ca
     >>> REGISTRY.pop("doc_orders") and None
     """
     if not isinstance(asset, str) or not asset.strip("/"):
-        raise DefinitionError(f"@lh.check({asset!r}): the first argument names the asset checked",
-                              hint="e.g. @lh.check('orders')")
+        raise DefinitionError(
+            f"@lh.check({asset!r}): the first argument names the asset checked",
+            hint="e.g. @lh.check('orders')",
+        )
     key = asset.strip("/")
 
     def decorate(fn: Callable[..., Any]) -> Check:
@@ -412,5 +493,7 @@ def validate_targets(keys: Iterable[str]) -> None:
         raise UnknownAssetError(
             f"@lh.check({target!r}) ({names}) names no asset",
             asset=target,
-            hint=f"did you mean {close[0]!r}?" if close else "name an asset declared with @lh.asset",
+            hint=f"did you mean {close[0]!r}?"
+            if close
+            else "name an asset declared with @lh.asset",
         )

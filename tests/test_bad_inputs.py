@@ -40,8 +40,13 @@ TRIED = [0]
 DATA: dict[str, Any] = {}
 
 
-def expect(fn: Callable[[], Any], kind: type[LakehouseError] | tuple[type[LakehouseError], ...],
-           asset: str | None = None, partition: str | None = None, hint: bool = True) -> LakehouseError:
+def expect(
+    fn: Callable[[], Any],
+    kind: type[LakehouseError] | tuple[type[LakehouseError], ...],
+    asset: str | None = None,
+    partition: str | None = None,
+    hint: bool = True,
+) -> LakehouseError:
     """Run one bad input: the right error, naming the asset/partition, with a fix."""
     TRIED[0] += 1
     with pytest.raises(LakehouseError) as info:
@@ -63,8 +68,13 @@ def expect(fn: Callable[[], Any], kind: type[LakehouseError] | tuple[type[Lakeho
 
 
 def _describes(kind: type[LakehouseError], text: str) -> bool:
-    words = {OutputError: "not table data", SchemaError: "schema", PartitionError: "partition",
-             StorageError: "storage", lh.CheckFailedError: "check"}
+    words = {
+        OutputError: "not table data",
+        SchemaError: "schema",
+        PartitionError: "partition",
+        StorageError: "storage",
+        lh.CheckFailedError: "check",
+    }
     return words.get(kind, "\0") in text
 
 
@@ -161,8 +171,14 @@ def test_bad_signatures(base: Any) -> None:
     expect(lambda: lh.merge(on=[]), DefinitionError)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.one_of(st.just("   "), st.just("a/b"), st.text(min_size=1, max_size=8).map(lambda s: f"{s}/{s}")))
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.one_of(
+        st.just("   "), st.just("a/b"), st.text(min_size=1, max_size=8).map(lambda s: f"{s}/{s}")
+    )
+)
 def test_bad_asset_names(base: Any, name: str) -> None:
     expect(lambda: lh.asset(name=name)(_fn()), DefinitionError)
 
@@ -174,7 +190,9 @@ def _spec(name: str, ups: list[str]) -> lh.AssetSpec:
     return lh.AssetSpec(name, None, lambda: None, deps=tuple(ups), defined_at=f"test:{name}")
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(n=st.integers(min_value=1, max_value=6), extra=st.integers(min_value=0, max_value=3))
 def test_cycles_name_the_path(base: Any, n: int, extra: int) -> None:
     names = [f"cy{i}" for i in range(n)]
@@ -185,8 +203,14 @@ def test_cycles_name_the_path(base: Any, n: int, extra: int) -> None:
     expect(lambda: base.lake(*specs).plan(), CycleError)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(up=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=10).filter(lambda s: s != "good"))
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    up=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=10).filter(
+        lambda s: s != "good"
+    )
+)
 def test_unknown_upstreams(base: Any, up: str) -> None:
     expect(lambda: base.lake(_spec("needs", [up])).plan(), UnknownAssetError, asset="needs")
 
@@ -204,8 +228,11 @@ def test_duplicates_and_unknown_selections(base: Any) -> None:
 # ---------------------------------------------------------------------- return types
 
 
-@pytest.mark.parametrize("value", [{"a": 1}, [1, 2], "select 1", 42, None, {1, 2}, 3.5, b"bytes"],
-                         ids=["dict", "list", "sql_for_polars", "int", "none", "set", "float", "bytes"])
+@pytest.mark.parametrize(
+    "value",
+    [{"a": 1}, [1, 2], "select 1", 42, None, {1, 2}, 3.5, b"bytes"],
+    ids=["dict", "list", "sql_for_polars", "int", "none", "set", "float", "bytes"],
+)
 def test_wrong_return_types(base: Any, value: Any) -> None:
     @lh.asset(name="bad_return", code_version="1")
     def bad_return() -> Any:
@@ -229,8 +256,9 @@ DRIFT = [
 
 @pytest.mark.parametrize("fmt", ["delta", "iceberg"])
 @pytest.mark.parametrize(("mode", "first", "second"), DRIFT)
-def test_schema_drift_under_each_mode(base: Any, fmt: str, mode: str, first: dict[str, Any],
-                                      second: dict[str, Any]) -> None:
+def test_schema_drift_under_each_mode(
+    base: Any, fmt: str, mode: str, first: dict[str, Any], second: dict[str, Any]
+) -> None:
     @lh.asset(name="drift", code_version="1", schema=mode, format=fmt)
     def drift() -> pl.DataFrame:
         return pl.DataFrame(DATA.get("drift", first))
@@ -247,10 +275,17 @@ def test_schema_drift_under_each_mode(base: Any, fmt: str, mode: str, first: dic
 
 
 def test_replace_schema_needs_a_full_overwrite(base: Any) -> None:
-    @lh.asset(name="rep", code_version="1", schema="replace", partitions=lh.static(["a", "b"]),
-              partition_column="k")
+    @lh.asset(
+        name="rep",
+        code_version="1",
+        schema="replace",
+        partitions=lh.static(["a", "b"]),
+        partition_column="k",
+    )
     def rep(ctx: lh.Context) -> pl.DataFrame:
-        return pl.DataFrame(DATA.get("rep", {"k": list(ctx.partition.keys), "v": [1] * len(ctx.partition.keys)}))
+        return pl.DataFrame(
+            DATA.get("rep", {"k": list(ctx.partition.keys), "v": [1] * len(ctx.partition.keys)})
+        )
 
     DATA["allowed_tables"] = {"rep"}
     lake = base.lake(rep)
@@ -264,41 +299,70 @@ def test_replace_schema_needs_a_full_overwrite(base: Any) -> None:
 
 
 def _daily_asset() -> Any:
-    @lh.asset(name="days", code_version="1", partitions=lh.daily(start="2024-01-01", end="2024-02-01"),
-              partition_column="day")
+    @lh.asset(
+        name="days",
+        code_version="1",
+        partitions=lh.daily(start="2024-01-01", end="2024-02-01"),
+        partition_column="day",
+    )
     def days(ctx: lh.Context) -> pl.DataFrame:
         out = DATA.get("days")
         if out is not None:
             return pl.DataFrame(out)
-        ds = pl.date_range(ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True)
+        ds = pl.date_range(
+            ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True
+        )
         return pl.DataFrame({"day": ds, "v": [1] * len(ds)})
 
     return days
 
 
-@pytest.mark.parametrize("keys", ["2099-01-01", "2023-12-31", "not-a-date", "2024-01-05..2024-01-01",
-                                  "2024-13-01", "2024-01-01..2099-01-01", ["2024-01-01", "nope"], 123,
-                                  "2024/01/02", "2024-01-01..", "..2024-01-03", "all..2024-01-02"])
+@pytest.mark.parametrize(
+    "keys",
+    [
+        "2099-01-01",
+        "2023-12-31",
+        "not-a-date",
+        "2024-01-05..2024-01-01",
+        "2024-13-01",
+        "2024-01-01..2099-01-01",
+        ["2024-01-01", "nope"],
+        123,
+        "2024/01/02",
+        "2024-01-01..",
+        "..2024-01-03",
+        "all..2024-01-02",
+    ],
+)
 def test_bad_partition_keys_and_ranges(base: Any, keys: Any) -> None:
     lake = base.lake(_daily_asset())
     expect(lambda: lake.materialize("days", partitions=keys), (PartitionError, ConfigError))
 
 
-@pytest.mark.parametrize("rows", [
-    {"day": [dt.date(2024, 1, 9)], "v": [1]},           # outside the partition written
-    {"day": [None], "v": [1]},                           # null partition value
-    {"v": [1]},                                          # no partition column
-])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        {"day": [dt.date(2024, 1, 9)], "v": [1]},  # outside the partition written
+        {"day": [None], "v": [1]},  # null partition value
+        {"v": [1]},  # no partition column
+    ],
+)
 def test_bad_partition_output(base: Any, rows: dict[str, Any]) -> None:
     DATA["days"] = rows
     lake = base.lake(_daily_asset())
-    expect(lambda: lake.materialize("days", partitions="2024-01-02"), PartitionError, asset="days",
-           partition="2024-01-02")
+    expect(
+        lambda: lake.materialize("days", partitions="2024-01-02"),
+        PartitionError,
+        asset="days",
+        partition="2024-01-02",
+    )
     DATA.pop("days")
 
 
 def test_static_partitions_and_unpartitioned(base: Any) -> None:
-    @lh.asset(name="regions", code_version="1", partitions=lh.static(["eu", "us"]), partition_column="r")
+    @lh.asset(
+        name="regions", code_version="1", partitions=lh.static(["eu", "us"]), partition_column="r"
+    )
     def regions(ctx: lh.Context) -> pl.DataFrame:
         return pl.DataFrame({"r": list(ctx.partition.keys)})
 
@@ -317,12 +381,26 @@ def test_unreachable_or_unwritable_storage(base: Any, tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     good = _good()
-    expect(lambda: lh.Lakehouse(blocker / "lake", assets=[good], local_dir=str(tmp_path / "st1")).materialize(),
-           StorageError, asset="good")
-    expect(lambda: lh.Lakehouse("/proc/lakehouse-wh", assets=[good],
-                                local_dir=str(tmp_path / "st2")).materialize(), StorageError, asset="good")
-    expect(lambda: lh.Lakehouse(tmp_path / "ok", assets=[good], local_dir="/proc/lakehouse-state").plan(),
-           (CatalogError, StorageError, ConfigError))
+    expect(
+        lambda: lh.Lakehouse(
+            blocker / "lake", assets=[good], local_dir=str(tmp_path / "st1")
+        ).materialize(),
+        StorageError,
+        asset="good",
+    )
+    expect(
+        lambda: lh.Lakehouse(
+            "/proc/lakehouse-wh", assets=[good], local_dir=str(tmp_path / "st2")
+        ).materialize(),
+        StorageError,
+        asset="good",
+    )
+    expect(
+        lambda: lh.Lakehouse(
+            tmp_path / "ok", assets=[good], local_dir="/proc/lakehouse-state"
+        ).plan(),
+        (CatalogError, StorageError, ConfigError),
+    )
 
 
 # --------------------------------------------------------------------------- catalog
@@ -343,35 +421,69 @@ def test_corrupt_or_newer_catalog(base: Any, tmp_path: Path) -> None:
         lake = lh.Lakehouse(where, assets=[good])
         lake.plan()
         with lake.catalog.engine.begin() as conn:
-            conn.execute(sa.update(meta_table).where(meta_table.c.key == "schema_version").values(value=value))
+            conn.execute(
+                sa.update(meta_table)
+                .where(meta_table.c.key == "schema_version")
+                .values(value=value)
+            )
         lake.close()
         expect(lambda where=where: lh.Lakehouse(where, assets=[good]).plan(), CatalogError)
-    expect(lambda: lh.Lakehouse(tmp_path / "x", assets=[good], catalog="nosuchdb://x").plan(), CatalogError)
+    expect(
+        lambda: lh.Lakehouse(tmp_path / "x", assets=[good], catalog="nosuchdb://x").plan(),
+        CatalogError,
+    )
 
 
 # -------------------------------------------------------------------------- settings
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"format": "parquet"}, {"executor": "spark"}, {"max_workers": 0}, {"max_workers": "many"},
-    {"storage_options": "not json"}, {"storage_options": 5}, {"progress": "maybe"}, {"colour": "blue"},
-    {"engine": "pandas"}, {"max_workers": -2}, {"iceberg_catalog": "[1, 2]"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"format": "parquet"},
+        {"executor": "spark"},
+        {"max_workers": 0},
+        {"max_workers": "many"},
+        {"storage_options": "not json"},
+        {"storage_options": 5},
+        {"progress": "maybe"},
+        {"colour": "blue"},
+        {"engine": "pandas"},
+        {"max_workers": -2},
+        {"iceberg_catalog": "[1, 2]"},
+    ],
+)
 def test_malformed_settings(base: Any, kwargs: dict[str, Any]) -> None:
-    expect(lambda: lh.Lakehouse(**{"warehouse": str(base.root), **kwargs}, assets=[_good()]), ConfigError)
+    expect(
+        lambda: lh.Lakehouse(**{"warehouse": str(base.root), **kwargs}, assets=[_good()]),
+        ConfigError,
+    )
 
 
-@pytest.mark.parametrize(("var", "value"), [("LAKEHOUSE_FORMAT", "orc"), ("LAKEHOUSE_EXECUTOR", "ray!"),
-                                            ("LAKEHOUSE_MAX_WORKERS", "-3"), ("LAKEHOUSE_PROGRESS", "sometimes")])
-def test_malformed_environment(base: Any, monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("LAKEHOUSE_FORMAT", "orc"),
+        ("LAKEHOUSE_EXECUTOR", "ray!"),
+        ("LAKEHOUSE_MAX_WORKERS", "-3"),
+        ("LAKEHOUSE_PROGRESS", "sometimes"),
+    ],
+)
+def test_malformed_environment(
+    base: Any, monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
     monkeypatch.setenv(var, value)
     err = expect(lambda: lh.Lakehouse(base.root, assets=[_good()]), ConfigError)
     assert var in str(err)
 
 
-@pytest.mark.parametrize("text", ["[lakehouse\nformat = 'delta'", "format = 'parquet'", "colour = 'red'",
-                                  "max_workers = 'x'"])
-def test_malformed_settings_file(base: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+@pytest.mark.parametrize(
+    "text",
+    ["[lakehouse\nformat = 'delta'", "format = 'parquet'", "colour = 'red'", "max_workers = 'x'"],
+)
+def test_malformed_settings_file(
+    base: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
     proj = tmp_path / "proj"
     proj.mkdir()
     (proj / "lakehouse.toml").write_text(text)
@@ -382,11 +494,18 @@ def test_malformed_settings_file(base: Any, tmp_path: Path, monkeypatch: pytest.
 # ----------------------------------------------------------------------------- checks
 
 
-@pytest.mark.parametrize("make", [
-    lambda: lh.not_null(), lambda: lh.unique(), lambda: lh.accepted_values("s", []),
-    lambda: lh.row_count(min=3, max=1), lambda: lh.expect(1), lambda: lh.row_count(),
-    lambda: lh.not_null("a", severity="loud"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: lh.not_null(),
+        lambda: lh.unique(),
+        lambda: lh.accepted_values("s", []),
+        lambda: lh.row_count(min=3, max=1),
+        lambda: lh.expect(1),
+        lambda: lh.row_count(),
+        lambda: lh.not_null("a", severity="loud"),
+    ],
+)
 def test_bad_check_declarations(base: Any, make: Callable[[], Any]) -> None:
     expect(make, DefinitionError)
 

@@ -30,11 +30,31 @@ def cat(url: str) -> Any:
     c.close()
 
 
-def rec(asset: str, start: int, end: int, seq: int, run: str = "r1", status: str = "materialized",
-        code: str = "c1", **kw: Any) -> MaterializationRecord:
-    return MaterializationRecord(run_id=run, asset=asset, start=start, end=end, partitions=None, status=status,
-                                 code_version=code, version=str(seq), seq=seq, rows=end - start,
-                                 started_at=1000.0 + seq, seconds=1.0, **kw)
+def rec(
+    asset: str,
+    start: int,
+    end: int,
+    seq: int,
+    run: str = "r1",
+    status: str = "materialized",
+    code: str = "c1",
+    **kw: Any,
+) -> MaterializationRecord:
+    return MaterializationRecord(
+        run_id=run,
+        asset=asset,
+        start=start,
+        end=end,
+        partitions=None,
+        status=status,
+        code_version=code,
+        version=str(seq),
+        seq=seq,
+        rows=end - start,
+        started_at=1000.0 + seq,
+        seconds=1.0,
+        **kw,
+    )
 
 
 def test_schema_applies_on_open_and_reopens(url: str) -> None:
@@ -50,7 +70,7 @@ def test_concurrent_first_opens(url: str) -> None:
     def open_one() -> None:
         try:
             SqlCatalog(url).close()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=open_one) for _ in range(4)]
@@ -66,9 +86,16 @@ def test_newer_or_unreadable_schema_version_is_refused(cat: Any, url: str) -> No
 
     from lakehouse.catalog.sql import meta_table
 
-    for value, text in ((str(SCHEMA_VERSION + 1), "newer than this lakehouse"), ("x1", "unreadable schema version")):
+    for value, text in (
+        (str(SCHEMA_VERSION + 1), "newer than this lakehouse"),
+        ("x1", "unreadable schema version"),
+    ):
         with cat.engine.begin() as conn:
-            conn.execute(sa.update(meta_table).where(meta_table.c.key == "schema_version").values(value=value))
+            conn.execute(
+                sa.update(meta_table)
+                .where(meta_table.c.key == "schema_version")
+                .values(value=value)
+            )
         with pytest.raises(CatalogError, match=text) as info:
             SqlCatalog(url)
         assert "hint:" in str(info.value)
@@ -78,17 +105,47 @@ def test_run_roundtrip_and_state(cat: Any) -> None:
     cat.begin_run("r1", 1000.0, {"assets": ["a", "b"]})
     assert [r["run_id"] for r in cat.unfinished_runs()] == ["r1"]
     inputs = (InputVersion("a", "3", 3),)
-    ids = cat.finish_run("r1", "succeeded", 1010.0, [rec("a", 0, 1, 3), rec("b", 0, 10, 5, inputs=inputs),
-                                                      rec("c", 0, 1, 1, status="failed")],
-                         {"checks": [{"run_id": "r1", "asset": "b", "partitions": None, "check_name": "x",
-                                      "severity": "error", "passed": False, "failing_rows": 2, "detail": None,
-                                      "checked_at": 1009.0, "pstart": 0, "pend": 10, "sample": "[]"}]})
+    ids = cat.finish_run(
+        "r1",
+        "succeeded",
+        1010.0,
+        [rec("a", 0, 1, 3), rec("b", 0, 10, 5, inputs=inputs), rec("c", 0, 1, 1, status="failed")],
+        {
+            "checks": [
+                {
+                    "run_id": "r1",
+                    "asset": "b",
+                    "partitions": None,
+                    "check_name": "x",
+                    "severity": "error",
+                    "passed": False,
+                    "failing_rows": 2,
+                    "detail": None,
+                    "checked_at": 1009.0,
+                    "pstart": 0,
+                    "pend": 10,
+                    "sample": "[]",
+                }
+            ]
+        },
+    )
     assert len(ids) == 3 and cat.unfinished_runs() == []
     st = cat.state()
     assert set(st) == {"a", "b"}
-    assert st["b"][0].inputs == inputs and st["b"][0].rows == 10 and st["b"][0].materialized_at == 1006.0
-    assert [m["status"] for m in cat.materializations(run_id="r1")] == ["failed", "materialized", "materialized"]
-    assert cat.failed_checks()[0]["failing_rows"] == 2 and cat.rows("checks", asset="b")[0]["check_name"] == "x"
+    assert (
+        st["b"][0].inputs == inputs
+        and st["b"][0].rows == 10
+        and st["b"][0].materialized_at == 1006.0
+    )
+    assert [m["status"] for m in cat.materializations(run_id="r1")] == [
+        "failed",
+        "materialized",
+        "materialized",
+    ]
+    assert (
+        cat.failed_checks()[0]["failing_rows"] == 2
+        and cat.rows("checks", asset="b")[0]["check_name"] == "x"
+    )
 
 
 def test_state_keeps_the_newest_write_per_partition(cat: Any) -> None:
@@ -105,8 +162,15 @@ def test_adoption_claims_a_dead_run_once(cat: Any) -> None:
     results = []
 
     def adopt() -> None:
-        results.append(cat.finish_run("dead", "crashed", 2.0, [rec("a", 0, 1, 1, run="dead", status="adopted")],
-                                      only_if_running=True))
+        results.append(
+            cat.finish_run(
+                "dead",
+                "crashed",
+                2.0,
+                [rec("a", 0, 1, 1, run="dead", status="adopted")],
+                only_if_running=True,
+            )
+        )
 
     threads = [threading.Thread(target=adopt) for _ in range(3)]
     for t in threads:

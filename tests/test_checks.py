@@ -28,8 +28,12 @@ def _clean_registries() -> Any:
 
 
 def _orders() -> pl.DataFrame:
-    return DATA.get("orders", pl.DataFrame({"id": [1, 2, 3], "status": ["open", "closed", "open"],
-                                            "amount": [10.0, 20.0, 5.0]}))
+    return DATA.get(
+        "orders",
+        pl.DataFrame(
+            {"id": [1, 2, 3], "status": ["open", "closed", "open"], "amount": [10.0, 20.0, 5.0]}
+        ),
+    )
 
 
 def _lake(tmp_path: Path, assets: list[Any], fmt: str = "delta") -> lh.Lakehouse:
@@ -39,32 +43,35 @@ def _lake(tmp_path: Path, assets: list[Any], fmt: str = "delta") -> lh.Lakehouse
 # --------------------------------------------------------------------------- declarations
 
 
-@pytest.mark.parametrize("make", [
-    lambda: lh.not_null(),
-    lambda: lh.not_null(""),
-    lambda: lh.not_null("a", "a"),
-    lambda: lh.unique(),
-    lambda: lh.unique(3),
-    lambda: lh.accepted_values("s", []),
-    lambda: lh.accepted_values("s", "abc"),
-    lambda: lh.accepted_values("s", 5),
-    lambda: lh.row_count(),
-    lambda: lh.row_count(min=-1),
-    lambda: lh.row_count(min=5, max=1),
-    lambda: lh.row_count(min=1.5),
-    lambda: lh.row_count(min=True),
-    lambda: lh.expect(42),
-    lambda: lh.expect(""),
-    lambda: lh.not_null("a", severity="fatal"),
-    lambda: lh.unique("a", name=""),
-    lambda: lh.check("")(lambda df: True),
-    lambda: lh.check("x")(lambda df: True),
-    lambda: lh.check("x")(lambda: True),
-    lambda: lh.check("x", name="two")(lambda df, other: True),
-    lambda: lh.check("x", name="star")(lambda *dfs: True),
-    lambda: lh.check("x", name="ann")(_int_check),
-    lambda: lh.check("x")(int),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: lh.not_null(),
+        lambda: lh.not_null(""),
+        lambda: lh.not_null("a", "a"),
+        lambda: lh.unique(),
+        lambda: lh.unique(3),
+        lambda: lh.accepted_values("s", []),
+        lambda: lh.accepted_values("s", "abc"),
+        lambda: lh.accepted_values("s", 5),
+        lambda: lh.row_count(),
+        lambda: lh.row_count(min=-1),
+        lambda: lh.row_count(min=5, max=1),
+        lambda: lh.row_count(min=1.5),
+        lambda: lh.row_count(min=True),
+        lambda: lh.expect(42),
+        lambda: lh.expect(""),
+        lambda: lh.not_null("a", severity="fatal"),
+        lambda: lh.unique("a", name=""),
+        lambda: lh.check("")(lambda df: True),
+        lambda: lh.check("x")(lambda df: True),
+        lambda: lh.check("x")(lambda: True),
+        lambda: lh.check("x", name="two")(lambda df, other: True),
+        lambda: lh.check("x", name="star")(lambda *dfs: True),
+        lambda: lh.check("x", name="ann")(_int_check),
+        lambda: lh.check("x")(int),
+    ],
+)
 def test_bad_check_declarations_raise_definition_errors(make: Any) -> None:
     with pytest.raises(DefinitionError) as info:
         make()
@@ -92,7 +99,11 @@ def test_check_names_and_defaults() -> None:
     def positive(df: pl.DataFrame) -> bool:
         return bool((df["x"] > 0).all())
 
-    assert positive.kind == "custom" and positive.data_param == "df" and positive.data_type == "DataFrame"
+    assert (
+        positive.kind == "custom"
+        and positive.data_param == "df"
+        and positive.data_type == "DataFrame"
+    )
     assert positive(pl.DataFrame({"x": [1]})) is True  # still callable as the function
 
 
@@ -112,16 +123,24 @@ def _pipeline(checks: list[Any], fmt: str | None = None) -> tuple[Any, Any]:
 
 
 @pytest.mark.parametrize("fmt", ["delta", "iceberg"])
-def test_blocking_failure_publishes_nothing_blocks_downstream_and_is_retried(tmp_path: Path, fmt: str) -> None:
-    orders, totals = _pipeline([lh.not_null("id"), lh.unique("id"), lh.accepted_values("status", ["open", "closed"])],
-                               fmt)
+def test_blocking_failure_publishes_nothing_blocks_downstream_and_is_retried(
+    tmp_path: Path, fmt: str
+) -> None:
+    orders, totals = _pipeline(
+        [lh.not_null("id"), lh.unique("id"), lh.accepted_values("status", ["open", "closed"])], fmt
+    )
     lake = _lake(tmp_path, [orders, totals])
     assert lake.materialize().ok
     v_orders, v_totals = lake.table("orders").version, lake.table("totals").version
     good = lake.read("orders")
 
-    DATA["orders"] = pl.DataFrame({"id": [1, None, 1, 4], "status": ["open", "lost", "open", "closed"],
-                                   "amount": [1.0, 2.0, 3.0, 4.0]})
+    DATA["orders"] = pl.DataFrame(
+        {
+            "id": [1, None, 1, 4],
+            "status": ["open", "lost", "open", "closed"],
+            "amount": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
     res = lake.materialize(force=True, raise_on_error=False)
     rows = {r["asset"]: r for r in res.rows}
     assert rows["orders"]["status"] == "check_failed"
@@ -145,11 +164,20 @@ def test_blocking_failure_publishes_nothing_blocks_downstream_and_is_retried(tmp
     assert info.value.result.failures["orders"]
     # history of checks: one row per check per run
     hist = lake.checks("orders")
-    assert hist.height == 9 and set(hist["check"]) == {"not_null(id)", "unique(id)", "accepted_values(status)"}
+    assert hist.height == 9 and set(hist["check"]) == {
+        "not_null(id)",
+        "unique(id)",
+        "accepted_values(status)",
+    }
     failed = hist.filter(~pl.col("passed"))
     assert failed.height == 6
     assert failed.filter(pl.col("check") == "unique(id)")["failing_rows"][0] == 2
-    assert json.loads(failed.filter(pl.col("check") == "accepted_values(status)")["sample"][0])[0]["status"] == "lost"
+    assert (
+        json.loads(failed.filter(pl.col("check") == "accepted_values(status)")["sample"][0])[0][
+            "status"
+        ]
+        == "lost"
+    )
     # fixed data: the next materialize retries and publishes
     DATA.pop("orders")
     res = lake.materialize()
@@ -168,13 +196,20 @@ def test_first_run_failing_a_check_creates_no_table(tmp_path: Path, fmt: str) ->
     assert lake.table("orders").version is None
     assert lake.status().filter(pl.col("asset") == "orders")["reason"][0] == "check_failed"
     if fmt == "delta":  # the stage was deleted, nothing else is in the folder
-        assert sorted(p.name for p in (tmp_path / "lake" / "orders").rglob("*") if p.is_file()) == []
+        assert (
+            sorted(p.name for p in (tmp_path / "lake" / "orders").rglob("*") if p.is_file()) == []
+        )
 
 
 @pytest.mark.parametrize("fmt", ["delta", "iceberg"])
 def test_warnings_publish_and_are_recorded(tmp_path: Path, fmt: str) -> None:
-    orders, totals = _pipeline([lh.row_count(max=2, severity="warn"),
-                                lh.expect(pl.col("amount") >= 6, severity="warn", name="big_enough")], fmt)
+    orders, totals = _pipeline(
+        [
+            lh.row_count(max=2, severity="warn"),
+            lh.expect(pl.col("amount") >= 6, severity="warn", name="big_enough"),
+        ],
+        fmt,
+    )
     lake = _lake(tmp_path, [orders, totals])
     res = lake.materialize()
     assert res.ok and res.materialized == ["orders", "totals"]
@@ -183,7 +218,9 @@ def test_warnings_publish_and_are_recorded(tmp_path: Path, fmt: str) -> None:
     assert set(hist["severity"]) == {"warn"}
     row = hist.filter(pl.col("check") == "big_enough").to_dicts()[0]
     assert row["failing_rows"] == 1 and json.loads(row["sample"])[0]["amount"] == 5.0
-    assert json.loads(hist.filter(pl.col("check") == "row_count(max=2)")["detail"][0]) == {"rows": 3}
+    assert json.loads(hist.filter(pl.col("check") == "row_count(max=2)")["detail"][0]) == {
+        "rows": 3
+    }
     assert not lake.status()["stale"].any()
 
 
@@ -237,8 +274,9 @@ def test_custom_check_errors_block_with_a_message(tmp_path: Path) -> None:
 
 
 def test_missing_column_and_bad_sql_fail_the_check(tmp_path: Path) -> None:
-    orders, totals = _pipeline([lh.not_null("nope"), lh.expect("amount >>> 3", name="bad_sql"),
-                                lh.expect("amount > 0")])
+    orders, totals = _pipeline(
+        [lh.not_null("nope"), lh.expect("amount >>> 3", name="bad_sql"), lh.expect("amount > 0")]
+    )
     lake = _lake(tmp_path, [orders, totals])
     res = lake.materialize(raise_on_error=False)
     err = res.failures["orders"]
@@ -266,14 +304,21 @@ def test_check_of_an_unknown_asset_is_reported(tmp_path: Path) -> None:
 
 def test_pandera_schema_as_a_check(tmp_path: Path) -> None:
     pa_pl = pytest.importorskip("pandera.polars")  # the 'pandera' extra
-    schema = pa_pl.DataFrameSchema({"id": pa_pl.Column(int, pa_pl.Check.gt(1)), "status": pa_pl.Column(str)},
-                                   name="orders_schema")
+    schema = pa_pl.DataFrameSchema(
+        {"id": pa_pl.Column(int, pa_pl.Check.gt(1)), "status": pa_pl.Column(str)},
+        name="orders_schema",
+    )
     orders, totals = _pipeline([schema])
     lake = _lake(tmp_path, [orders, totals])
     res = lake.materialize(raise_on_error=False)
-    assert res.failures["orders"].startswith("worker") or "pandera(orders_schema)" in res.failures["orders"]
+    assert (
+        res.failures["orders"].startswith("worker")
+        or "pandera(orders_schema)" in res.failures["orders"]
+    )
     row = lake.checks("orders").to_dicts()[0]
-    assert row["check"] == "pandera(orders_schema)" and not row["passed"] and row["failing_rows"] == 1
+    assert (
+        row["check"] == "pandera(orders_schema)" and not row["passed"] and row["failing_rows"] == 1
+    )
     DATA["orders"] = pl.DataFrame({"id": [2, 3], "status": ["a", "b"], "amount": [1.0, 2.0]})
     assert lake.materialize().ok
 
@@ -284,10 +329,18 @@ def test_pandera_schema_as_a_check(tmp_path: Path) -> None:
 def test_checks_run_per_partition_range(tmp_path: Path) -> None:
     import datetime as dt
 
-    @lh.asset(name="daily_vals", partitions=lh.daily(start="2024-01-01", end="2024-01-07"), partition_column="day",
-              max_partitions_per_run=2, code_version="1", checks=[lh.expect(pl.col("v") >= 0, name="non_negative")])
+    @lh.asset(
+        name="daily_vals",
+        partitions=lh.daily(start="2024-01-01", end="2024-01-07"),
+        partition_column="day",
+        max_partitions_per_run=2,
+        code_version="1",
+        checks=[lh.expect(pl.col("v") >= 0, name="non_negative")],
+    )
     def daily_vals(ctx: lh.Context) -> pl.DataFrame:
-        days = pl.date_range(ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True)
+        days = pl.date_range(
+            ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True
+        )
         bad = DATA.get("bad_day")
         return pl.DataFrame({"day": days, "v": [-1 if d == bad else 1 for d in days]})
 
@@ -295,14 +348,19 @@ def test_checks_run_per_partition_range(tmp_path: Path) -> None:
     DATA["bad_day"] = dt.date(2024, 1, 4)
     res = lake.materialize(raise_on_error=False)
     by_range = {r["partitions"]: r["status"] for r in res.rows}
-    assert by_range == {"2024-01-01..2024-01-02": "materialized", "2024-01-03..2024-01-04": "check_failed",
-                        "2024-01-05..2024-01-06": "materialized"}
+    assert by_range == {
+        "2024-01-01..2024-01-02": "materialized",
+        "2024-01-03..2024-01-04": "check_failed",
+        "2024-01-05..2024-01-06": "materialized",
+    }
     assert sorted(lake.read("daily_vals")["day"].dt.day().to_list()) == [1, 2, 5, 6]
     st = lake.status("daily_vals")
     failed = st.filter(pl.col("reason") == "check_failed")
     assert failed["partitions"].to_list() == ["2024-01-03..2024-01-04"]
     hist = lake.checks("daily_vals")
-    assert hist.height == 3 and hist.filter(~pl.col("passed"))["partitions"].to_list() == ["2024-01-03..2024-01-04"]
+    assert hist.height == 3 and hist.filter(~pl.col("passed"))["partitions"].to_list() == [
+        "2024-01-03..2024-01-04"
+    ]
     DATA.pop("bad_day")
     res = lake.materialize()
     assert [r["partitions"] for r in res.rows] == ["2024-01-03..2024-01-04"]

@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SCRIPT = '''
+SCRIPT = """
 import json, os, sys, time
 import polars as pl
 import lakehouse as lh
@@ -75,7 +75,7 @@ go = float(os.environ["GO"])
 time.sleep(max(0.0, go - time.time()))
 res = lake.materialize(SELECT, raise_on_error=False)
 print(json.dumps({"ok": res.ok, "rows": [(r["asset"], r["partitions"], r["status"], r["error"]) for r in res.rows]}))
-'''
+"""
 
 # every selection holds its upstreams (or is a root), so each run can succeed on its own
 SCENARIOS = {
@@ -85,19 +85,36 @@ SCENARIOS = {
 }
 
 
-def _run_all(tmp: Path, catalog: str, selections: list[str], fmt: str = "delta",
-             executor: str = "") -> list[subprocess.CompletedProcess[str]]:
+def _run_all(
+    tmp: Path, catalog: str, selections: list[str], fmt: str = "delta", executor: str = ""
+) -> list[subprocess.CompletedProcess[str]]:
     script = tmp / "conc.py"
     script.write_text(SCRIPT)
     go = time.time() + 4.0  # every process imports first, then all start together
     procs = []
     for i, sel in enumerate(selections):
-        env = {**os.environ, "FMT": fmt, "TRACE": str(tmp / "trace.jsonl"), "SELECT": sel, "WH": str(tmp / "lake"),
-               "CATALOG": catalog, "GO": str(go), "PYTHONPATH": str(ROOT), "EXECUTOR": executor if i % 2 else "",
-               "LAKEHOUSE_LEASE_SECONDS": "20"}
+        env = {
+            **os.environ,
+            "FMT": fmt,
+            "TRACE": str(tmp / "trace.jsonl"),
+            "SELECT": sel,
+            "WH": str(tmp / "lake"),
+            "CATALOG": catalog,
+            "GO": str(go),
+            "PYTHONPATH": str(ROOT),
+            "EXECUTOR": executor if i % 2 else "",
+            "LAKEHOUSE_LEASE_SECONDS": "20",
+        }
         env.pop("LAKEHOUSE_FAULT", None)
-        procs.append(subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(script)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     out = []
     for p in procs:
         stdout, stderr = p.communicate(timeout=600)
@@ -114,14 +131,16 @@ def _overlaps(trace: Path) -> list[Any]:
     items = [(k, min(v), max(v)) for k, v in spans.items()]
     bad = []
     for i, (ka, a0, a1) in enumerate(items):
-        for kb, b0, b1 in items[i + 1:]:
+        for kb, b0, b1 in items[i + 1 :]:
             same_asset = ka[1] == kb[1] and ka[0] != kb[0]
             if same_asset and ka[2] < kb[3] and kb[2] < ka[3] and a0 < b1 and b0 < a1:
                 bad.append((ka, kb))
     return bad
 
 
-def _check(tmp: Path, catalog: str, procs: list[subprocess.CompletedProcess[str]], fmt: str = "delta") -> None:
+def _check(
+    tmp: Path, catalog: str, procs: list[subprocess.CompletedProcess[str]], fmt: str = "delta"
+) -> None:
     import lakehouse as lh
 
     for p in procs:
@@ -136,8 +155,13 @@ def _check(tmp: Path, catalog: str, procs: list[subprocess.CompletedProcess[str]
     @lh.asset(name="c_src", code_version="1", format=fmt)
     def c_src() -> None: ...
 
-    @lh.asset(name="c_days", partitions=lh.daily(start="2024-01-01", end="2024-01-21"), partition_column="day",
-              code_version="1", format=fmt)
+    @lh.asset(
+        name="c_days",
+        partitions=lh.daily(start="2024-01-01", end="2024-01-21"),
+        partition_column="day",
+        code_version="1",
+        format=fmt,
+    )
     def c_days() -> None: ...
 
     @lh.asset(name="c_append", write="append", code_version="1", format=fmt)
@@ -146,7 +170,9 @@ def _check(tmp: Path, catalog: str, procs: list[subprocess.CompletedProcess[str]
     @lh.asset(name="c_sum", code_version="1", format=fmt)
     def c_sum(c_days: Any, c_append: Any) -> None: ...
 
-    lake = lh.Lakehouse(tmp / "lake", assets=[c_src, c_days, c_append, c_sum], catalog=catalog or None)
+    lake = lh.Lakehouse(
+        tmp / "lake", assets=[c_src, c_days, c_append, c_sum], catalog=catalog or None
+    )
     days = lake.read("c_days")
     assert days.height == 20 and days["day"].n_unique() == 20  # nothing lost, nothing duplicated
     appended = lake.read("c_append")
@@ -159,9 +185,14 @@ def _check(tmp: Path, catalog: str, procs: list[subprocess.CompletedProcess[str]
     for name in ("c_src", "c_days", "c_append", "c_sum"):
         ref = lake.table_ref(lake.graph.specs[name])
         commits = [c for c in get_format(ref.format).commits(ref) if c["provenance"].get("run_id")]
-        recorded = [m for m in lake.catalog.materializations(name) if m["status"] in ("materialized", "adopted")]
-        assert sorted(str(c["version"]) for c in commits) == sorted(str(m["version"]) for m in {
-            (m["version"], m["pstart"]): m for m in recorded}.values()), name
+        recorded = [
+            m
+            for m in lake.catalog.materializations(name)
+            if m["status"] in ("materialized", "adopted")
+        ]
+        assert sorted(str(c["version"]) for c in commits) == sorted(
+            str(m["version"]) for m in {(m["version"], m["pstart"]): m for m in recorded}.values()
+        ), name
     assert lake.catalog.unfinished_runs() == [] and lake.catalog.leases() == []
     lake.close()
 
@@ -183,7 +214,9 @@ def test_concurrent_runs_on_postgres(tmp_path: Path, postgres_db_url: str, scena
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_concurrent_runs_of_iceberg_tables_on_postgres(tmp_path: Path, postgres_db_url: str) -> None:
+def test_concurrent_runs_of_iceberg_tables_on_postgres(
+    tmp_path: Path, postgres_db_url: str
+) -> None:
     procs = _run_all(tmp_path, postgres_db_url, SCENARIOS["three"], fmt="iceberg")
     _check(tmp_path, postgres_db_url, procs, fmt="iceberg")
 

@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SCRIPT = '''
+SCRIPT = """
 import json, os, sys
 import polars as pl
 import lakehouse as lh
@@ -52,19 +52,29 @@ def summary(log: pl.LazyFrame, daily: pl.LazyFrame) -> pl.DataFrame:
 lake = lh.Lakehouse(os.environ["WH"], assets=[src, log, daily, summary])
 res = lake.materialize(raise_on_error=False)
 print(json.dumps({"ok": res.ok, "rows": [(r["asset"], r["status"]) for r in res.rows]}))
-'''
+"""
 
 ASSETS = ("src", "log", "daily", "summary")
 
 
-def _run(tmp: Path, fmt: str, gen: int, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    tmp: Path, fmt: str, gen: int, fault: str | None = None
+) -> subprocess.CompletedProcess[str]:
     script = tmp / "lake_script.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "GEN": str(gen), "FMT": fmt, "WH": str(tmp / "lake"), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "GEN": str(gen),
+        "FMT": fmt,
+        "WH": str(tmp / "lake"),
+        "PYTHONPATH": str(ROOT),
+    }
     env.pop("LAKEHOUSE_FAULT", None)
     if fault:
         env["LAKEHOUSE_FAULT"] = fault
-    return subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def _lake(tmp: Path, fmt: str) -> Any:
@@ -73,11 +83,17 @@ def _lake(tmp: Path, fmt: str) -> Any:
 
     defs = {}
     for name in ASSETS:
-        kwargs: dict[str, Any] = {"name": name, "format": fmt, "code_version": "g2" if name in ("src", "daily") else "1"}
+        kwargs: dict[str, Any] = {
+            "name": name,
+            "format": fmt,
+            "code_version": "g2" if name in ("src", "daily") else "1",
+        }
         if name == "log":
             kwargs["write"] = "append"
         if name == "daily":
-            kwargs.update(partitions=lh.daily(start="2024-01-01", end="2024-01-06"), partition_column="day")
+            kwargs.update(
+                partitions=lh.daily(start="2024-01-01", end="2024-01-06"), partition_column="day"
+            )
         defs[name] = lh.asset(**kwargs)(_dummy_for(name))
     return lh.Lakehouse(tmp / "lake", assets=list(defs.values()))
 
@@ -85,7 +101,7 @@ def _lake(tmp: Path, fmt: str) -> Any:
 def _dummy_for(name: str) -> Any:
     params = {"src": "", "log": "src", "daily": "ctx", "summary": "log, daily"}[name]
     ns: dict[str, Any] = {}
-    exec(f"def {name}({params}):\n    return None", ns)  # noqa: S102 - a stand-in with the same inputs
+    exec(f"def {name}({params}):\n    return None", ns)
     return ns[name]
 
 
@@ -119,7 +135,11 @@ def _stages(tmp: Path, name: str) -> set[str]:
 
 def _stages_with_data_only(tmp: Path, name: str) -> set[str]:
     folder = tmp / "lake" / name / "lakehouse-stage"
-    return {p.name for p in folder.iterdir() if not (p / "_delta_log").exists()} if folder.exists() else set()
+    return (
+        {p.name for p in folder.iterdir() if not (p / "_delta_log").exists()}
+        if folder.exists()
+        else set()
+    )
 
 
 GEN1 = {"src": [1], "log": [(1, 100)], "daily": [(1, 10)], "summary": [(100, 50)]}
@@ -130,7 +150,9 @@ POINTS = ("before_write", "after_files", "after_commit", "during_catalog")
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["delta", "iceberg"])
 @pytest.mark.parametrize("point", POINTS)
-def test_sigkill_at_each_fault_point_recovers_without_loss(tmp_path: Path, point: str, fmt: str) -> None:
+def test_sigkill_at_each_fault_point_recovers_without_loss(
+    tmp_path: Path, point: str, fmt: str
+) -> None:
     first = _run(tmp_path, fmt, 1)
     assert first.returncode == 0, first.stderr[-3000:]
     assert json.loads(first.stdout.splitlines()[-1])["ok"]
@@ -169,7 +191,9 @@ def test_sigkill_at_each_fault_point_recovers_without_loss(tmp_path: Path, point
     runs = {r["run_id"]: r for r in cat.runs()}
     statuses = sorted(r["status"] for r in runs.values())
     # during_catalog: everything was adopted, so the rerun had nothing to do (no run)
-    assert statuses == ["crashed", "succeeded"] + ([] if point == "during_catalog" else ["succeeded"]), statuses
+    assert statuses == ["crashed", "succeeded"] + (
+        [] if point == "during_catalog" else ["succeeded"]
+    ), statuses
     crashed_run = next(r for r in runs.values() if r["status"] == "crashed")
     mats = cat.materializations(run_id=crashed_run["run_id"])
     adopted = {m["asset"] for m in mats if m["status"] == "adopted"}
@@ -177,7 +201,9 @@ def test_sigkill_at_each_fault_point_recovers_without_loss(tmp_path: Path, point
         assert "log" in adopted
     if point == "during_catalog":  # the whole transaction was lost: every commit adopted
         assert adopted == set(ASSETS)
-        assert sorted(json.loads(rerun.stdout.splitlines()[-1])["rows"]) == sorted([a, "skipped"] for a in ASSETS)
+        assert sorted(json.loads(rerun.stdout.splitlines()[-1])["rows"]) == sorted(
+            [a, "skipped"] for a in ASSETS
+        )
     if committed:  # adopted, not recomputed: the rerun did not write log again
         assert lake.table("log").version == log_version_after_crash
     else:

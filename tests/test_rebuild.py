@@ -19,33 +19,51 @@ def _assets(fmt: str) -> list[Any]:
     def rb_src() -> pl.DataFrame:
         return pl.DataFrame({"id": list(range(10)), "gen": [GEN["n"]] * 10})
 
-    @lh.asset(name="rb_days", partitions=lh.daily(start="2024-01-01", end="2024-01-11"), partition_column="day",
-              max_partitions_per_run=4, code_version="1", format=fmt)
+    @lh.asset(
+        name="rb_days",
+        partitions=lh.daily(start="2024-01-01", end="2024-01-11"),
+        partition_column="day",
+        max_partitions_per_run=4,
+        code_version="1",
+        format=fmt,
+    )
     def rb_days(ctx: lh.Context) -> pl.DataFrame:
-        days = pl.date_range(ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True)
+        days = pl.date_range(
+            ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True
+        )
         return pl.DataFrame({"day": days, "v": [GEN["n"]] * len(days)})
 
     @lh.asset(name="rb_out", code_version="1", format=fmt, write="append")
     def rb_out(rb_src: pl.LazyFrame, rb_days: pl.LazyFrame) -> pl.DataFrame:
-        return pl.DataFrame({"n": [rb_src.select(pl.len()).collect().item()],
-                             "v": [rb_days.select(pl.col("v").sum()).collect().item()]})
+        return pl.DataFrame(
+            {
+                "n": [rb_src.select(pl.len()).collect().item()],
+                "v": [rb_days.select(pl.col("v").sum()).collect().item()],
+            }
+        )
 
     return [rb_src, rb_days, rb_out]
 
 
 def _views(lake: lh.Lakehouse) -> dict[str, Any]:
     status = lake.status()
-    status = status.drop([c for c in ("age",) if c in status.columns])  # age = now - materialized_at
+    status = status.drop(
+        [c for c in ("age",) if c in status.columns]
+    )  # age = now - materialized_at
     out: dict[str, Any] = {"status": status.to_dicts(), "days": lake.status("rb_days").to_dicts()}
     for name in ("rb_src", "rb_days", "rb_out"):
         out[f"prov:{name}"] = lake.provenance(name).to_dicts()
-        for v in lake.history(name).filter(pl.col("outcome") == "materialized")["version"].to_list():
+        for v in (
+            lake.history(name).filter(pl.col("outcome") == "materialized")["version"].to_list()
+        ):
             out[f"prov:{name}@{v}"] = lake.provenance(name, version=v).to_dicts()
     return out
 
 
 @pytest.mark.parametrize("fmt", ["delta", "iceberg"])
-def test_rebuild_after_losing_the_catalog_gives_identical_status_and_provenance(tmp_path: Path, fmt: str) -> None:
+def test_rebuild_after_losing_the_catalog_gives_identical_status_and_provenance(
+    tmp_path: Path, fmt: str
+) -> None:
     lake = lh.Lakehouse(tmp_path / "lake", assets=_assets(fmt))
     GEN["n"] = 1
     assert lake.materialize().ok
@@ -58,7 +76,7 @@ def test_rebuild_after_losing_the_catalog_gives_identical_status_and_provenance(
     assert any(r["stale"] for r in before["status"])
     runs_before = {r["run_id"] for r in lake.catalog.runs()}
 
-    catalog_db = Path(lake.settings.catalog_url[len("sqlite:///"):])
+    catalog_db = Path(lake.settings.catalog_url[len("sqlite:///") :])
     lake.close()
     if fmt == "delta":
         catalog_db.unlink()  # the catalog is gone; only the tables remain
@@ -69,7 +87,13 @@ def test_rebuild_after_losing_the_catalog_gives_identical_status_and_provenance(
 
         eng = sa.create_engine(f"sqlite:///{catalog_db}")
         with eng.begin() as conn:
-            for t in ("lh_materializations", "lh_partition_state", "lh_runs", "lh_checks", "lh_leases"):
+            for t in (
+                "lh_materializations",
+                "lh_partition_state",
+                "lh_runs",
+                "lh_checks",
+                "lh_leases",
+            ):
                 conn.execute(sa.text(f"DELETE FROM {t}"))
         eng.dispose()
 

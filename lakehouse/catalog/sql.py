@@ -355,7 +355,8 @@ class SqlCatalog(Catalog):
     def failed_checks(self) -> list[dict[str, Any]]:
         """Failed blocking checks (``severity='error'``), for the ``check_failed`` reason."""
         t = checks_table
-        query = sa.select(t.c.asset, t.c.check_name, t.c.failing_rows, t.c.pstart, t.c.pend, t.c.checked_at).where(
+        query = sa.select(t.c.asset, t.c.check_name, t.c.failing_rows, t.c.pstart, t.c.pend, t.c.checked_at,
+                          t.c.sample, t.c.detail).where(
             t.c.passed == sa.false(), t.c.severity == "error")
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]

@@ -60,9 +60,16 @@ class Outcome:
     def row(self, start: int, end: int) -> dict[str, Any]:
         """The row stored in the catalog's ``lh_checks`` table."""
         detail = self.error or (_json(self.metadata) if self.metadata else None)
-        return {"check_name": self.check.name, "severity": self.check.severity, "passed": bool(self.passed),
-                "failing_rows": self.failing_rows, "detail": detail,
-                "sample": _json(list(self.sample)) if self.sample else None, "pstart": start, "pend": end}
+        return {
+            "check_name": self.check.name,
+            "severity": self.check.severity,
+            "passed": bool(self.passed),
+            "failing_rows": self.failing_rows,
+            "detail": detail,
+            "sample": _json(list(self.sample)) if self.sample else None,
+            "pstart": start,
+            "pend": end,
+        }
 
 
 def _json(value: Any) -> str:
@@ -98,12 +105,16 @@ def _missing(lf: pl.LazyFrame, chk: Check) -> str | None:
     cols = set(lf.collect_schema().names())
     gone = [c for c in chk.columns if c not in cols]
     if gone:
-        return (f"column(s) {gone} are not in the output (columns: {sorted(cols)}); "
-                "fix the check or the asset")
+        return (
+            f"column(s) {gone} are not in the output (columns: {sorted(cols)}); "
+            "fix the check or the asset"
+        )
     return None
 
 
-def run_checks(checks: Sequence[Check], lf: pl.LazyFrame, ctx: Context | None = None) -> list[Outcome]:
+def run_checks(
+    checks: Sequence[Check], lf: pl.LazyFrame, ctx: Context | None = None
+) -> list[Outcome]:
     """Evaluate ``checks`` on ``lf`` (the data about to be published).
 
     A check that cannot run (a missing column, an exception in a custom check, a wrong
@@ -123,8 +134,10 @@ def run_checks(checks: Sequence[Check], lf: pl.LazyFrame, ctx: Context | None = 
         if chk.kind in ("not_null", "accepted_values", "expect"):
             try:
                 expr = _row_expr(chk)
-            except Exception as exc:  # noqa: BLE001 - a bad SQL condition fails its check
-                out[i] = Outcome(chk, False, error=f"cannot build the condition: {type(exc).__name__}: {exc}")
+            except Exception as exc:
+                out[i] = Outcome(
+                    chk, False, error=f"cannot build the condition: {type(exc).__name__}: {exc}"
+                )
                 continue
             assert expr is not None
             rowwise.append((i, chk, expr))
@@ -133,12 +146,14 @@ def run_checks(checks: Sequence[Check], lf: pl.LazyFrame, ctx: Context | None = 
     counts: dict[str, Any] = {}
     try:
         counts = lf.select(exprs).collect().to_dicts()[0]
-    except Exception:  # noqa: BLE001 - evaluate one by one to blame the right check
+    except Exception:
         for i, chk, e in rowwise:
             try:
                 counts[f"c{i}"] = lf.select(e.sum()).collect().item()
-            except Exception as exc:  # noqa: BLE001
-                out[i] = Outcome(chk, False, error=f"cannot evaluate: {type(exc).__name__}: {_first_line(exc)}")
+            except Exception as exc:
+                out[i] = Outcome(
+                    chk, False, error=f"cannot evaluate: {type(exc).__name__}: {_first_line(exc)}"
+                )
         counts["__rows"] = lf.select(pl.len()).collect().item()
     total = int(counts.get("__rows") or 0)
     for i, chk, expr in rowwise:
@@ -164,7 +179,7 @@ def run_checks(checks: Sequence[Check], lf: pl.LazyFrame, ctx: Context | None = 
                 out[i] = _pandera(chk, lf)
             else:  # pragma: no cover - kinds are validated at declaration
                 out[i] = Outcome(chk, False, error=f"unknown check kind {chk.kind!r}")
-        except Exception as exc:  # noqa: BLE001 - a crashing check fails, it does not crash the run
+        except Exception as exc:
             out[i] = Outcome(chk, False, error=f"raised {type(exc).__name__}: {_first_line(exc)}")
     return [out[i] for i in range(len(checks))]
 
@@ -178,14 +193,21 @@ def _unique(chk: Check, lf: pl.LazyFrame) -> Outcome:
     import polars as pl
 
     cols = list(chk.columns)
-    dup = (lf.drop_nulls(cols).group_by(cols).agg(pl.len().alias("count"))
-           .filter(pl.col("count") > 1))
-    stats = dup.select(pl.col("count").sum().alias("rows"), pl.len().alias("keys")).collect().to_dicts()[0]
+    dup = (
+        lf.drop_nulls(cols).group_by(cols).agg(pl.len().alias("count")).filter(pl.col("count") > 1)
+    )
+    stats = (
+        dup.select(pl.col("count").sum().alias("rows"), pl.len().alias("keys"))
+        .collect()
+        .to_dicts()[0]
+    )
     bad = int(stats["rows"] or 0)
     if not bad:
         return Outcome(chk, True, failing_rows=0)
     sample = _rows(dup.sort("count", descending=True).head(SAMPLE_ROWS).collect())
-    return Outcome(chk, False, failing_rows=bad, sample=sample, metadata={"duplicate_keys": int(stats["keys"])})
+    return Outcome(
+        chk, False, failing_rows=bad, sample=sample, metadata={"duplicate_keys": int(stats["keys"])}
+    )
 
 
 def _custom(chk: Check, lf: pl.LazyFrame, ctx: Context | None) -> Outcome:
@@ -203,14 +225,22 @@ def _custom(chk: Check, lf: pl.LazyFrame, ctx: Context | None) -> Outcome:
     value = chk.fn(**kwargs)
     if isinstance(value, CheckResult):
         sample = tuple(dict(r) for r in value.sample[:SAMPLE_ROWS])
-        return Outcome(chk, bool(value.passed), failing_rows=value.failing_rows, sample=sample,
-                       metadata=dict(value.metadata))
+        return Outcome(
+            chk,
+            bool(value.passed),
+            failing_rows=value.failing_rows,
+            sample=sample,
+            metadata=dict(value.metadata),
+        )
     if type(value).__name__ == "bool_" or isinstance(value, bool):  # numpy bools too
         return Outcome(chk, bool(value))
     return Outcome(
-        chk, False,
-        error=(f"returned {type(value).__name__}, not a bool or lh.CheckResult; "
-               "return True/False or lh.CheckResult(passed, metadata)"),
+        chk,
+        False,
+        error=(
+            f"returned {type(value).__name__}, not a bool or lh.CheckResult; "
+            "return True/False or lh.CheckResult(passed, metadata)"
+        ),
     )
 
 
@@ -229,17 +259,34 @@ def _pandera(chk: Check, lf: pl.LazyFrame) -> Outcome:
         try:
             idx = cases.get_column("index").drop_nulls()
             failing = int(idx.n_unique()) if len(idx) else None
-        except Exception:  # noqa: BLE001 - the failure-case layout differs between versions
+        except Exception:
             failing = None
         sample = _rows(cases.drop([c for c in ("schema_context",) if c in cases.columns]))
-        return Outcome(chk, False, failing_rows=failing, sample=sample,
-                       metadata={"failure_cases": int(cases.height)})
+        return Outcome(
+            chk,
+            False,
+            failing_rows=failing,
+            sample=sample,
+            metadata={"failure_cases": int(cases.height)},
+        )
     except pe.SchemaError as exc:
         return Outcome(chk, False, error=_first_line(exc))
     return Outcome(chk, True, failing_rows=0)
 
 
-def blocking_error(outcomes: Sequence[Outcome], asset: str, partitions: str | None) -> CheckFailedError | None:
+def _first_sample(text: str | None) -> str | None:
+    if not text:
+        return None
+    try:
+        rows = json.loads(text)
+    except ValueError:
+        return None
+    return _json(rows[0]) if rows else None
+
+
+def blocking_error(
+    outcomes: Sequence[Outcome], asset: str, partitions: str | None
+) -> CheckFailedError | None:
     """The error of a blocked publication, or ``None`` when no blocking check failed."""
     failed = [o for o in outcomes if o.blocks]
     if not failed:
@@ -250,15 +297,25 @@ def blocking_error(outcomes: Sequence[Outcome], asset: str, partitions: str | No
         asset=asset,
         partition=partitions,
         hint="fix the data or the asset and materialize again (it is retried), or declare the check "
-             "with severity='warn' to publish anyway; see lake.checks(name)",
+        "with severity='warn' to publish anyway; see lake.checks(name)",
     )
 
 
 # ---------------------------------------------------------------------------- views
 
 
-CHECKS_SCHEMA = ("run_id", "asset", "partitions", "check", "severity", "passed", "failing_rows", "detail",
-                 "sample", "checked_at")
+CHECKS_SCHEMA = (
+    "run_id",
+    "asset",
+    "partitions",
+    "check",
+    "severity",
+    "passed",
+    "failing_rows",
+    "detail",
+    "sample",
+    "checked_at",
+)
 
 
 def checks_frame(lake: Lakehouse, key: str | None) -> pl.DataFrame:
@@ -268,20 +325,42 @@ def checks_frame(lake: Lakehouse, key: str | None) -> pl.DataFrame:
     import polars as pl
 
     where = {"asset": key} if key is not None else {}
-    rows = sorted(lake.catalog.rows("checks", **where), key=lambda r: (r["checked_at"], r["id"]), reverse=True)
-    data = [{
-        "run_id": r["run_id"], "asset": r["asset"], "partitions": r["partitions"], "check": r["check_name"],
-        "severity": r["severity"], "passed": bool(r["passed"]), "failing_rows": r["failing_rows"],
-        "detail": r["detail"], "sample": r.get("sample"),
-        "checked_at": _dt.datetime.fromtimestamp(r["checked_at"], tz=_dt.timezone.utc),
-    } for r in rows]
-    schema = {"run_id": pl.String, "asset": pl.String, "partitions": pl.String, "check": pl.String,
-              "severity": pl.String, "passed": pl.Boolean, "failing_rows": pl.Int64, "detail": pl.String,
-              "sample": pl.String, "checked_at": pl.Datetime("us", "UTC")}
+    rows = sorted(
+        lake.catalog.rows("checks", **where), key=lambda r: (r["checked_at"], r["id"]), reverse=True
+    )
+    data = [
+        {
+            "run_id": r["run_id"],
+            "asset": r["asset"],
+            "partitions": r["partitions"],
+            "check": r["check_name"],
+            "severity": r["severity"],
+            "passed": bool(r["passed"]),
+            "failing_rows": r["failing_rows"],
+            "detail": r["detail"],
+            "sample": r.get("sample"),
+            "checked_at": _dt.datetime.fromtimestamp(r["checked_at"], tz=_dt.timezone.utc),
+        }
+        for r in rows
+    ]
+    schema = {
+        "run_id": pl.String,
+        "asset": pl.String,
+        "partitions": pl.String,
+        "check": pl.String,
+        "severity": pl.String,
+        "passed": pl.Boolean,
+        "failing_rows": pl.Int64,
+        "detail": pl.String,
+        "sample": pl.String,
+        "checked_at": pl.Datetime("us", "UTC"),
+    }
     return pl.DataFrame(data, schema=schema)
 
 
-def check_failed_reasons(lake: Lakehouse, state: Mapping[str, Sequence[Any]]) -> dict[str, list[tuple[Any, str, str | None]]]:
+def check_failed_reasons(
+    lake: Lakehouse, state: Mapping[str, Sequence[Any]]
+) -> dict[str, list[tuple[Any, str, str | None]]]:
     """The ``check_failed`` staleness of every asset (a ``Lakehouse._extensions`` hook).
 
     A partition is ``check_failed`` when a blocking check failed on it after its last
@@ -302,7 +381,9 @@ def check_failed_reasons(lake: Lakehouse, state: Mapping[str, Sequence[Any]]) ->
         end = int(r["pend"]) if r.get("pend") is not None else 1
         failed = RangeSet.of(start, end)
         # partitions successfully written after the failure are no longer check_failed
-        later = RangeSet([(s.start, s.end) for s in state.get(key, ()) if s.materialized_at >= r["checked_at"]])
+        later = RangeSet(
+            [(s.start, s.end) for s in state.get(key, ()) if s.materialized_at >= r["checked_at"]]
+        )
         failed = failed - later
         taken = RangeSet()
         for rs, _, _ in out.get(key, ()):
@@ -310,8 +391,13 @@ def check_failed_reasons(lake: Lakehouse, state: Mapping[str, Sequence[Any]]) ->
         failed = failed - taken
         if failed:
             cause = r["check_name"]
-            if r.get("failing_rows"):
-                cause += f" ({r['failing_rows']} failing rows)"
+            n = r.get("failing_rows")
+            if n:
+                cause += f": {n} failing row{'s' if n != 1 else ''}"
+            sample = _first_sample(r.get("sample"))
+            if sample:
+                cause += f", e.g. {sample}"
+            elif r.get("detail") and not n:
+                cause += f": {str(r['detail'])[:120]}"
             out.setdefault(key, []).append((failed, "check_failed", cause))
     return out
-

@@ -46,8 +46,14 @@ def lease_seconds() -> float:
 class Leases:
     """The leases of one run: acquire before a step, release after it, renew meanwhile."""
 
-    def __init__(self, catalog: Any, run_id: str, state: Mapping[str, Sequence[StateRow]],
-                 ttl: float | None = None, poll: float = 0.2) -> None:
+    def __init__(
+        self,
+        catalog: Any,
+        run_id: str,
+        state: Mapping[str, Sequence[StateRow]],
+        ttl: float | None = None,
+        poll: float = 0.2,
+    ) -> None:
         self.catalog = catalog
         self.run_id = run_id
         self.ttl = ttl or lease_seconds()
@@ -57,14 +63,16 @@ class Leases:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if self.enabled:
-            self._thread = threading.Thread(target=self._heartbeat, name="lakehouse-lease", daemon=True)
+            self._thread = threading.Thread(
+                target=self._heartbeat, name="lakehouse-lease", daemon=True
+            )
             self._thread.start()
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.ttl / 3):
             try:
                 self.catalog.renew_leases(self.run_id, self.ttl)
-            except Exception as exc:  # noqa: BLE001 - a missed renewal is retried next beat
+            except Exception as exc:
                 log.warning("could not renew the leases of run %s: %s", self.run_id, exc)
 
     def close(self) -> None:
@@ -85,24 +93,29 @@ class Leases:
         holder = self.catalog.acquire_lease(self.run_id, asset, start, end, self.ttl)
         if holder is None:
             return self._start(step, run, start, end)
-        log.info("asset %s partitions [%d, %d) are leased by run %s: waiting", asset, start, end, holder)
+        log.info(
+            "asset %s partitions [%d, %d) are leased by run %s: waiting", asset, start, end, holder
+        )
         outer: Future[StepResult] = Future()
 
         def wait_then_run() -> None:
             try:
-                while self.catalog.acquire_lease(self.run_id, asset, start, end, self.ttl) is not None:
+                while (
+                    self.catalog.acquire_lease(self.run_id, asset, start, end, self.ttl) is not None
+                ):
                     if self._stop.wait(self.poll):
                         raise RuntimeError("the run ended while waiting for a lease")
                 inner = self._start(step, run, start, end)
                 inner.add_done_callback(lambda f: _chain(f, outer))
-            except BaseException as exc:  # noqa: BLE001 - hand it to the scheduler
+            except BaseException as exc:
                 outer.set_exception(exc)
 
         threading.Thread(target=wait_then_run, name=f"lakehouse-wait-{asset}", daemon=True).start()
         return outer
 
-    def _start(self, step: Step, run: Callable[[Step], Future[StepResult]], start: int,
-               end: int) -> Future[StepResult]:
+    def _start(
+        self, step: Step, run: Callable[[Step], Future[StepResult]], start: int, end: int
+    ) -> Future[StepResult]:
         done = self._done_meanwhile(step, start, end)
         if done is not None:
             self._release(step, start, end)
@@ -121,17 +134,18 @@ class Leases:
         res = None if fut.cancelled() or fut.exception() is not None else fut.result()
         if res is not None and res.status == "materialized" and res.seq is not None:
             try:  # keep a "committed" marker until this run records the write
-                self.catalog.commit_lease(self.run_id, step.asset, start, end, res.version, res.seq,
-                                          step.code_version)
+                self.catalog.commit_lease(
+                    self.run_id, step.asset, start, end, res.version, res.seq, step.code_version
+                )
                 return
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("could not mark a lease of run %s committed: %s", self.run_id, exc)
         self._release(step, start, end)
 
     def _release(self, step: Step, start: int, end: int) -> None:
         try:
             self.catalog.release_lease(self.run_id, step.asset, start, end)
-        except Exception as exc:  # noqa: BLE001 - it expires anyway
+        except Exception as exc:
             log.warning("could not release a lease of run %s: %s", self.run_id, exc)
 
     def _done_meanwhile(self, step: Step, start: int, end: int) -> StepResult | None:
@@ -142,18 +156,41 @@ class Leases:
         known = self._known.get(step.asset, set())
         done: list[tuple[int, int, str | None, int]] = []  # start, end, version, seq
         for r in self.catalog.state([step.asset]).get(step.asset, []):
-            if r.end > start and r.start < end and r.mat_id not in known and r.code_version == step.code_version:
+            if (
+                r.end > start
+                and r.start < end
+                and r.mat_id not in known
+                and r.code_version == step.code_version
+            ):
                 done.append((r.start, r.end, r.version, r.seq))
         committed = getattr(self.catalog, "committed_leases", None)
         for m in committed(step.asset) if committed is not None else []:
-            if (m["run_id"] != self.run_id and m["pend"] > start and m["pstart"] < end
-                    and m["code_version"] == step.code_version and m["seq"] is not None):
+            if (
+                m["run_id"] != self.run_id
+                and m["pend"] > start
+                and m["pstart"] < end
+                and m["code_version"] == step.code_version
+                and m["seq"] is not None
+            ):
                 done.append((int(m["pstart"]), int(m["pend"]), m["version"], int(m["seq"])))
-        if not done or not RangeSet.of(start, end).issubset(RangeSet([(a, b) for a, b, _, _ in done])):
+        if not done or not RangeSet.of(start, end).issubset(
+            RangeSet([(a, b) for a, b, _, _ in done])
+        ):
             return None
         _, _, version, seq = max(done, key=lambda d: d[3])
-        return StepResult(step.step_id, step.asset, start, end, "materialized", time.time(), 0.0,
-                          version=version, seq=seq, rows=None, extra={"done_by_other_run": True})
+        return StepResult(
+            step.step_id,
+            step.asset,
+            start,
+            end,
+            "materialized",
+            time.time(),
+            0.0,
+            version=version,
+            seq=seq,
+            rows=None,
+            extra={"done_by_other_run": True},
+        )
 
 
 def _span(step: Step) -> tuple[int, int]:

@@ -51,8 +51,9 @@ def _lazy(fmt: Any, ref: Any) -> Any:
     return pl.scan_pyarrow_dataset(fmt.dataset(ref))
 
 
-def _timed(prov: dict[str, str], rows: int | None, schema_fp: str | None, started: float,
-           t0: float) -> float:
+def _timed(
+    prov: dict[str, str], rows: int | None, schema_fp: str | None, started: float, t0: float
+) -> float:
     seconds = time.perf_counter() - t0
     prov["started_at"] = repr(started)
     prov["seconds"] = repr(seconds)
@@ -86,8 +87,16 @@ def write_audit_publish(
     fault("before_write", asset)
     stage = getattr(fmt, "stage", None)
     if stage is not None:
-        staged = stage(step.table, data, mode=spec.write, predicate=predicate, where=where,
-                       partition_by=list(spec.partition_column), schema_mode=spec.schema, stage_id=step.step_id)
+        staged = stage(
+            step.table,
+            data,
+            mode=spec.write,
+            predicate=predicate,
+            where=where,
+            partition_by=list(spec.partition_column),
+            schema_mode=spec.schema,
+            stage_id=step.step_id,
+        )
         try:
             outcomes = run_checks(checks, _lazy(fmt, staged.data), ctx) if checks else []
         except BaseException:
@@ -127,8 +136,16 @@ def write_audit_publish(
         kwargs["before_commit"] = lambda: fault("after_files", asset)
     else:
         fault("after_files", asset)
-    result = fmt.write(step.table, table, mode=spec.write, predicate=predicate,
-                       partition_by=list(spec.partition_column), schema_mode=spec.schema, provenance=prov, **kwargs)
+    result = fmt.write(
+        step.table,
+        table,
+        mode=spec.write,
+        predicate=predicate,
+        partition_by=list(spec.partition_column),
+        schema_mode=spec.schema,
+        provenance=prov,
+        **kwargs,
+    )
     fault("after_commit", asset)
     return Published(result, outcomes, result.rows, seconds)
 

@@ -65,23 +65,42 @@ def record_from_commit(key: str, ref: Any, commit: dict[str, Any]) -> list[Mater
     ranges = json.loads(prov.get("partitions") or "[[0, 1]]") or [[0, 1]]
     inputs = tuple(InputVersion(a, v, int(s)) for a, v, s in json.loads(prov.get("inputs") or "[]"))
     ts = commit.get("timestamp")
-    committed = float(ts) / 1000.0 if isinstance(ts, (int, float)) and ts > 1e11 else _float(ts, time.time())
+    committed = (
+        float(ts) / 1000.0
+        if isinstance(ts, (int, float)) and ts > 1e11
+        else _float(ts, time.time())
+    )
     started = _float(prov.get("started_at"), committed)
     seconds = _float(prov.get("seconds"), max(0.0, committed - started))
     out = []
     for start, end in ranges:
-        out.append(MaterializationRecord(
-            run_id=prov["run_id"], asset=key, start=int(start), end=int(end),
-            partitions=prov.get("partitions_text") or None, status="adopted",
-            code_version=prov.get("code_version", ""), version=str(commit["version"]), seq=int(commit["seq"]),
-            rows=int(prov["rows"]) if prov.get("rows") else None, schema_fp=prov.get("schema_fp") or None,
-            inputs=inputs, started_at=started, seconds=seconds, format=ref.format, table_uri=ref.uri,
-            extra={"step_id": prov.get("step_id"), "adopted_from": "table commit"},
-        ))
+        out.append(
+            MaterializationRecord(
+                run_id=prov["run_id"],
+                asset=key,
+                start=int(start),
+                end=int(end),
+                partitions=prov.get("partitions_text") or None,
+                status="adopted",
+                code_version=prov.get("code_version", ""),
+                version=str(commit["version"]),
+                seq=int(commit["seq"]),
+                rows=int(prov["rows"]) if prov.get("rows") else None,
+                schema_fp=prov.get("schema_fp") or None,
+                inputs=inputs,
+                started_at=started,
+                seconds=seconds,
+                format=ref.format,
+                table_uri=ref.uri,
+                extra={"step_id": prov.get("step_id"), "adopted_from": "table commit"},
+            )
+        )
     return out
 
 
-def records_from_commits(lake: Any, key: str, run_id: str | None = None) -> list[MaterializationRecord]:
+def records_from_commits(
+    lake: Any, key: str, run_id: str | None = None
+) -> list[MaterializationRecord]:
     """Materialization records rebuilt from the provenance in an asset's table commits."""
     from ..storage import get_format
 
@@ -113,7 +132,7 @@ def clean_stages(lake: Any, keys: Iterable[str], dead_run: str) -> int:
             continue
         try:
             cleaned += len(clean(ref, lambda sid: not sid.startswith(dead_run + "-")))
-        except Exception as exc:  # noqa: BLE001 - garbage stays until the next run
+        except Exception as exc:
             log.warning("could not clean the stages of run %s in %s: %s", dead_run, key, exc)
     return cleaned
 
@@ -133,8 +152,11 @@ def recover_unfinished(lake: Any) -> int:
         except ValueError:
             info = {}
         keys = [k for k in info.get("assets", []) if k in lake.graph.specs]
-        recorded = {(m["asset"], str(m["version"])) for m in catalog.materializations(run_id=run_id)
-                    if m["status"] in ("materialized", "adopted")}
+        recorded = {
+            (m["asset"], str(m["version"]))
+            for m in catalog.materializations(run_id=run_id)
+            if m["status"] in ("materialized", "adopted")
+        }
         records = []
         for key in keys:
             for rec in records_from_commits(lake, key, run_id):
@@ -142,7 +164,11 @@ def recover_unfinished(lake: Any) -> int:
                     records.append(rec)
         ids = catalog.finish_run(run_id, "crashed", time.time(), records, only_if_running=True)
         if records and ids:
-            log.warning("run %s died; adopted %d committed write(s) it had not recorded", run_id, len(records))
+            log.warning(
+                "run %s died; adopted %d committed write(s) it had not recorded",
+                run_id,
+                len(records),
+            )
             adopted += len(records)
         clean_stages(lake, keys, run_id)
         if hasattr(catalog, "release_leases"):
@@ -180,4 +206,6 @@ def rebuild_catalog(lake: Any) -> dict[str, int]:
 def _rebuilt(rec: MaterializationRecord) -> MaterializationRecord:
     from dataclasses import replace
 
-    return replace(rec, status="materialized", extra={**dict(rec.extra), "adopted_from": "rebuild_catalog"})
+    return replace(
+        rec, status="materialized", extra={**dict(rec.extra), "adopted_from": "rebuild_catalog"}
+    )

@@ -85,18 +85,35 @@ def stage(
     else:
         payload = counted(data, counter)
     try:
-        dl.write_deltalake(uri, payload, mode="overwrite", partition_by=partition_by or None,
-                           storage_options=dict(ref.storage_options) or None)
-    except Exception as exc:  # noqa: BLE001 - translate library errors
+        dl.write_deltalake(
+            uri,
+            payload,
+            mode="overwrite",
+            partition_by=partition_by or None,
+            storage_options=dict(ref.storage_options) or None,
+        )
+    except Exception as exc:
         raise StorageError(
             f"cannot write the stage of {ref.uri}: {type(exc).__name__}: {_first_line(exc)}",
             asset=ref.asset,
             hint="check that the storage is reachable and writable",
         ) from exc
-    token = {"mode": mode, "predicate": predicate, "where": where, "partition_by": list(partition_by),
-             "schema_mode": schema_mode, "read_version": None if dt is None else int(dt.version())}
-    return Staged(ref=ref, data=replace(ref, uri=uri, version=None, location=None), stage_id=stage_id,
-                  rows=counter[0], schema_fp=schema_fingerprint(data.schema), token=token)
+    token = {
+        "mode": mode,
+        "predicate": predicate,
+        "where": where,
+        "partition_by": list(partition_by),
+        "schema_mode": schema_mode,
+        "read_version": None if dt is None else int(dt.version()),
+    }
+    return Staged(
+        ref=ref,
+        data=replace(ref, uri=uri, version=None, location=None),
+        stage_id=stage_id,
+        rows=counter[0],
+        schema_fp=schema_fingerprint(data.schema),
+        token=token,
+    )
 
 
 def publish(fmt: Any, staged: Staged, provenance: Mapping[str, str]) -> WriteResult:
@@ -106,15 +123,28 @@ def publish(fmt: Any, staged: Staged, provenance: Mapping[str, str]) -> WriteRes
     tok = staged.token
     mode: WriteMode = tok["mode"]
     opts = dict(ref.storage_options) or None
-    props = dl.CommitProperties(custom_metadata={PROVENANCE_PREFIX + k: str(v) for k, v in provenance.items()})
+    props = dl.CommitProperties(
+        custom_metadata={PROVENANCE_PREFIX + k: str(v) for k, v in provenance.items()}
+    )
     sdt = dl.DeltaTable(staged.data.uri, storage_options=opts)
     dt = fmt._open(ref)
-    fast = mode.kind in ("append", "overwrite") and (dt is None or _compatible(dt, sdt, tok["partition_by"]))
+    fast = mode.kind in ("append", "overwrite") and (
+        dt is None or _compatible(dt, sdt, tok["partition_by"])
+    )
     if not fast:
         reader = _reader(sdt)
-        target = replace(ref, version=str(dt.version())) if dt is not None else ref  # open it: schema mode
-        result = fmt.write(target, reader, mode=mode, predicate=tok["predicate"], partition_by=tok["partition_by"],
-                           schema_mode=tok["schema_mode"], provenance=provenance)
+        target = (
+            replace(ref, version=str(dt.version())) if dt is not None else ref
+        )  # open it: schema mode
+        result = fmt.write(
+            target,
+            reader,
+            mode=mode,
+            predicate=tok["predicate"],
+            partition_by=tok["partition_by"],
+            schema_mode=tok["schema_mode"],
+            provenance=provenance,
+        )
         _delete_tree(staged.data.uri, ref.storage_options)
         return WriteResult(result.version, result.seq, staged.rows, staged.schema_fp, result.bytes)
     from deltalake.transaction import create_table_with_add_actions
@@ -124,9 +154,15 @@ def publish(fmt: Any, staged: Staged, provenance: Mapping[str, str]) -> WriteRes
         if dt is None:
             try:
                 create_table_with_add_actions(
-                    ref.uri, sdt.schema(), adds, mode="error", partition_by=tok["partition_by"] or None,
-                    storage_options=opts, commit_properties=props)
-            except Exception as exc:  # noqa: BLE001 - a concurrent writer may have created it
+                    ref.uri,
+                    sdt.schema(),
+                    adds,
+                    mode="error",
+                    partition_by=tok["partition_by"] or None,
+                    storage_options=opts,
+                    commit_properties=props,
+                )
+            except Exception as exc:
                 dt = fmt._open(ref)
                 if dt is None or not _compatible(dt, sdt, tok["partition_by"]):
                     raise
@@ -136,16 +172,24 @@ def publish(fmt: Any, staged: Staged, provenance: Mapping[str, str]) -> WriteRes
             _commit(dl, dt, sdt, adds, staged, props)
     except (StorageError, CommitConflictError):
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         text = _first_line(exc)
         if isinstance(exc, dl.exceptions.CommitFailedError) or "conflict" in text.lower():
-            raise CommitConflictError(f"a concurrent writer committed first: {text}", asset=ref.asset,
-                                      hint="retry the run (retries=N)") from exc
-        raise StorageError(f"publishing to the Delta table at {ref.uri} failed: {type(exc).__name__}: {text}",
-                           asset=ref.asset, hint="check that the storage is reachable and writable") from exc
+            raise CommitConflictError(
+                f"a concurrent writer committed first: {text}",
+                asset=ref.asset,
+                hint="retry the run (retries=N)",
+            ) from exc
+        raise StorageError(
+            f"publishing to the Delta table at {ref.uri} failed: {type(exc).__name__}: {text}",
+            asset=ref.asset,
+            hint="check that the storage is reachable and writable",
+        ) from exc
     version = _our_version(fmt, ref, tok["read_version"], adds, staged.stage_id)
     _delete_tree(f"{staged.data.uri}/_delta_log", ref.storage_options)
-    return WriteResult(str(version), version, staged.rows, staged.schema_fp, sum(a.size for a in adds))
+    return WriteResult(
+        str(version), version, staged.rows, staged.schema_fp, sum(a.size for a in adds)
+    )
 
 
 #: How often a partition publish is rebased onto commits made meanwhile in other partitions.
@@ -160,8 +204,13 @@ def _commit(dl: Any, dt: Any, sdt: Any, adds: list[Any], staged: Staged, props: 
         removes = _removes(dl, dt, tok["where"], tok["predicate"] is None)
     for attempt in range(_REBASES + 1):
         try:
-            dt.create_write_transaction(removes + adds, mode="append", schema=sdt.schema(),
-                                        partition_by=tok["partition_by"] or None, commit_properties=props)
+            dt.create_write_transaction(
+                removes + adds,
+                mode="append",
+                schema=sdt.schema(),
+                partition_by=tok["partition_by"] or None,
+                commit_properties=props,
+            )
             return
         except dl.exceptions.CommitFailedError:
             # A file-level commit carries no read predicate, so delta-rs calls any concurrent
@@ -170,11 +219,15 @@ def _commit(dl: Any, dt: Any, sdt: Any, adds: list[Any], staged: Staged, props: 
             # here are unchanged in it; otherwise another writer replaced them too: conflict.
             if attempt == _REBASES or not removes or tok["where"] is None:
                 raise
-            dt = dl.DeltaTable(staged.ref.uri, storage_options=dict(staged.ref.storage_options) or None)
+            dt = dl.DeltaTable(
+                staged.ref.uri, storage_options=dict(staged.ref.storage_options) or None
+            )
             now = _removes(dl, dt, tok["where"], False)
             if sorted(r.path for r in now) != sorted(r.path for r in removes):
                 raise
-            time.sleep(random.uniform(0, 0.002) * min(attempt, 8))  # at once first; then a little jitter
+            time.sleep(
+                random.uniform(0, 0.002) * min(attempt, 8)
+            )  # at once first; then a little jitter
 
 
 def discard(fmt: Any, staged: Staged) -> None:
@@ -237,7 +290,9 @@ def _fields(dt: Any) -> dict[str, str]:
 
 def _compatible(dt: Any, sdt: Any, partition_by: list[str]) -> bool:
     """Whether the stage's files can join the table as they are."""
-    return list(dt.metadata().partition_columns) == list(partition_by) and _fields(dt) == _fields(sdt)
+    return list(dt.metadata().partition_columns) == list(partition_by) and _fields(dt) == _fields(
+        sdt
+    )
 
 
 def _reader(sdt: Any) -> pa.RecordBatchReader:
@@ -247,7 +302,9 @@ def _reader(sdt: Any) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(ds.schema, ds.to_batches())
 
 
-def _our_version(fmt: Any, ref: TableRef, read_version: int | None, adds: list[Any], stage_id: str) -> int:
+def _our_version(
+    fmt: Any, ref: TableRef, read_version: int | None, adds: list[Any], stage_id: str
+) -> int:
     """The version our publish became (concurrent writers may have committed around it).
 
     The first version after the one we read that lists one of our (unique) files is ours;
@@ -260,8 +317,17 @@ def _our_version(fmt: Any, ref: TableRef, read_version: int | None, adds: list[A
     if adds:
         mine = adds[0].path
         for v in range(first, last + 1):
-            dtv = latest if v == last else dl.DeltaTable(ref.uri, version=v, storage_options=dict(ref.storage_options) or None)
-            paths = {urllib.parse.unquote(p) for p in pa_column(dtv.get_add_actions(flatten=False), "path")}
+            dtv = (
+                latest
+                if v == last
+                else dl.DeltaTable(
+                    ref.uri, version=v, storage_options=dict(ref.storage_options) or None
+                )
+            )
+            paths = {
+                urllib.parse.unquote(p)
+                for p in pa_column(dtv.get_add_actions(flatten=False), "path")
+            }
             if mine in paths:
                 return v
     if first == last:
@@ -282,8 +348,9 @@ def _find_commit(dt: Any, stage_id: str) -> int:
     for entry in dt.history():  # pragma: no cover - more than 50 commits raced ours
         if entry.get(PROVENANCE_PREFIX + "step_id") == stage_id:
             return int(entry["version"])
-    raise StorageError("the published commit is not in the table's history", asset=None,
-                       hint="retry the run")  # pragma: no cover
+    raise StorageError(
+        "the published commit is not in the table's history", asset=None, hint="retry the run"
+    )  # pragma: no cover
 
 
 def encode_partition_value(value: Any) -> str | None:
@@ -331,7 +398,6 @@ def _counts(value: Any) -> Any:
 def _adds(sdt: Any, prefix: str) -> list[Any]:
     """Add actions for the stage's data files, at their path inside the target table."""
     import pyarrow as pa
-
     from deltalake.transaction import AddAction
 
     out = []
@@ -346,8 +412,16 @@ def _adds(sdt: Any, prefix: str) -> list[Any]:
             stats["nullCount"] = nulls
         pv = {k: encode_partition_value(v) for k, v in (a.get("partition") or {}).items()}
         path = f"{prefix}/{urllib.parse.unquote(a['path'])}"
-        out.append(AddAction(path, int(a["size_bytes"]), pv, int(a["modification_time"]), True,
-                             json.dumps(stats, separators=(",", ":"))))
+        out.append(
+            AddAction(
+                path,
+                int(a["size_bytes"]),
+                pv,
+                int(a["modification_time"]),
+                True,
+                json.dumps(stats, separators=(",", ":")),
+            )
+        )
     return out
 
 
@@ -370,8 +444,10 @@ def _matches(table: pa.Table, where: Predicate) -> Any:
             if hasattr(clause, "values"):
                 e = pc.is_in(col, value_set=pa.array(list(clause.values)).cast(col.type))
             else:
-                e = pc.and_(pc.greater_equal(col, lit(clause.start, col.type)),
-                            pc.less(col, lit(clause.end, col.type)))
+                e = pc.and_(
+                    pc.greater_equal(col, lit(clause.start, col.type)),
+                    pc.less(col, lit(clause.end, col.type)),
+                )
             m = pc.and_(m, pc.fill_null(e, False))
         mask = pc.or_(mask, m)
     return mask
@@ -381,7 +457,6 @@ def _removes(dl: Any, dt: Any, where: Predicate | None, everything: bool) -> lis
     """Remove actions for the live files being replaced: all of them, or those of the
     partitions ``where`` selects."""
     import pyarrow as pa
-
     from deltalake.transaction import RemoveAction
 
     live = pa.table(dt.get_add_actions(flatten=False))
@@ -392,15 +467,20 @@ def _removes(dl: Any, dt: Any, where: Predicate | None, everything: bool) -> lis
             return []
         part = live.column("partition") if "partition" in live.column_names else None
         if part is None:
-            raise StorageError("the table is not partitioned; cannot replace single partitions", asset=None,
-                               hint="this is a bug in lakehouse: please report it")
+            raise StorageError(
+                "the table is not partitioned; cannot replace single partitions",
+                asset=None,
+                hint="this is a bug in lakehouse: please report it",
+            )
         flat = pa.table({f.name: part.combine_chunks().field(f.name) for f in part.type})
         live = live.filter(_matches(flat, where))
     now = int(time.time() * 1000)
     out = []
     for a in live.to_pylist():
         pv = {k: encode_partition_value(v) for k, v in (a.get("partition") or {}).items()}
-        out.append(RemoveAction(urllib.parse.unquote(a["path"]), True, now, int(a["size_bytes"]), pv))
+        out.append(
+            RemoveAction(urllib.parse.unquote(a["path"]), True, now, int(a["size_bytes"]), pv)
+        )
     return out
 
 
@@ -411,7 +491,7 @@ def _local(uri: str) -> str | None:
     if "://" not in uri:
         return uri
     if uri.startswith("file://"):
-        return uri[len("file://"):]
+        return uri[len("file://") :]
     return None
 
 
@@ -468,8 +548,11 @@ def _list_dirs(uri: str, options: Mapping[str, str]) -> list[str]:
     if got is not None:
         fs, path = got
         try:
-            return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False, refresh=True)
-                          if fs.isdir(p))
+            return sorted(
+                p.rstrip("/").rsplit("/", 1)[-1]
+                for p in fs.ls(path, detail=False, refresh=True)
+                if fs.isdir(p)
+            )
         except (OSError, FileNotFoundError):
             return []
     import pyarrow.fs as pafs
