@@ -36,7 +36,10 @@ FAULT_ENV = "LAKEHOUSE_FAULT"
 def fault(point: str, asset: str) -> None:
     """Kill this process with SIGKILL when ``LAKEHOUSE_FAULT`` names ``point`` (test hook).
 
-    The value is ``point`` or ``point:asset``.
+    The value is ``point`` or ``point:asset``. Points: ``before_write``, ``after_files``
+    (data written, not committed) and ``after_commit`` (table committed, catalog not yet)
+    in :mod:`~lakehouse.execution.publish`; ``during_catalog`` inside ``finish_run``'s
+    transaction (the coordinator passes it as the hook).
     """
     wanted = os.environ.get(FAULT_ENV)
     if not wanted:
