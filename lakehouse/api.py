@@ -390,12 +390,17 @@ class Lakehouse:
         return TableInfo(spec.key, ref.format, ref.uri, cur[0] if cur else None)
 
     def scan(self, name: str, *, version: str | int | None = None) -> pl.LazyFrame:
-        """A lazy Polars scan of an asset's table (current version or ``version``)."""
+        """A lazy Polars scan of an asset's table (current version or ``version``); for a
+        source, of the data as of its newest observation."""
         from .engines import InputSource
         from .engines.polars import scan
         from .storage import get_format
 
         spec = self._spec(name)
+        if spec.kind == "source" and version is None:  # as of its newest observation
+            from .execution.sources import scan_source
+
+            return scan_source(self, spec)  # type: ignore[no-any-return]
         ref = self.table_ref(spec, None if version is None else str(version))
         fmt = get_format(ref.format)
         if not fmt.exists(ref):

@@ -44,6 +44,10 @@ def asset_status(lake: Lakehouse, name: str | None = None, *, expand: bool = Fal
     graph = lake.graph
     if name is not None:
         key = graph.key_of(name)
+        if graph.specs[key].kind == "source":
+            from .execution.sources import source_status
+
+            return source_status(lake, key)
         return _ranges_status(lake, key, stale[key], state.get(key, []), expand)
     rows = []
     for key, spec in graph.specs.items():

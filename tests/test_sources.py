@@ -227,6 +227,13 @@ def test_partitioned_files_only_changed_partitions_rerun(tmp_path: Path) -> None
     assert calls == [("2024-01-02",)]
     assert lake.read("daily_total").sort("day")["amount"].to_list() == [1, 42, 3]
 
+    # status of the source: the observed version of each partition, unobserved ranges too
+    st = lake.status("events")
+    assert st["partitions"].to_list() == ["2024-01-01", "2024-01-02", "2024-01-03"]
+    assert st["version"][1].startswith("2 files ") and st["stale"].to_list() == [False] * 3
+    # reading a source directly: as of its newest observation, with the partition column
+    assert lake.read("events").sort("day", "amount")["amount"].to_list() == [1, 2, 40, 3]
+
     # a day whose files all disappear changes too (its dependant partition becomes empty)
     for f in (land / "2024-01-03").iterdir():
         f.unlink()

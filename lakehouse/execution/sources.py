@@ -642,6 +642,80 @@ def status_rows(
                 row["deadline"] = _utc(at + spec.max_age)
 
 
+def source_status(lake: Any, key: str) -> pl.DataFrame:
+    """``status(source)``: the observed version of each partition (one row when unpartitioned).
+
+    Columns as for an asset's ranges: ``asset, partitions, count, stale, reason, cause,
+    version``, plus ``observed_at`` (when the version was first seen). Partitions never
+    observed are one row per range with no version.
+    """
+    import polars as pl
+
+    spec = lake.graph.specs[key]
+    st = load_states(lake, [key])[key]
+    now = clock(lake)
+    expired = spec.max_age is not None and (
+        st.last_checked is None or now - st.last_checked > spec.max_age
+    )
+    reason = "expired" if expired else None
+    rows: list[dict[str, Any]] = []
+    defn = spec.partitions
+    if defn is None:
+        last = st.latest(0)
+        rows.append(
+            {
+                "asset": key,
+                "partitions": None,
+                "count": 1,
+                "stale": expired,
+                "reason": reason,
+                "cause": None,
+                "version": last[1] if last else None,
+                "observed_at": _utc(st.observed_at[0]) if 0 in st.observed_at else None,
+            }
+        )
+    else:
+        seen = RangeSet.from_indices(st.history)
+        for p in sorted(st.history):
+            rows.append(
+                {
+                    "asset": key,
+                    "partitions": defn.key(p),
+                    "count": 1,
+                    "stale": expired,
+                    "reason": reason,
+                    "cause": None,
+                    "version": st.history[p][-1][1],
+                    "observed_at": _utc(st.observed_at[p]),
+                }
+            )
+        for a, b in (defn.all(_utc(now)) - seen).ranges:
+            rows.append(
+                {
+                    "asset": key,
+                    "partitions": defn.format_ranges(RangeSet.of(a, b)),
+                    "count": b - a,
+                    "stale": expired,
+                    "reason": reason,
+                    "cause": "not observed",
+                    "version": None,
+                    "observed_at": None,
+                }
+            )
+        rows.sort(key=lambda r: r["partitions"] or "")
+    schema = {
+        "asset": pl.String,
+        "partitions": pl.String,
+        "count": pl.Int64,
+        "stale": pl.Boolean,
+        "reason": pl.String,
+        "cause": pl.String,
+        "version": pl.String,
+        "observed_at": pl.Datetime("us", "UTC"),
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
 # ----------------------------------------------------------------------------- reading
 
 
@@ -839,101 +913,19 @@ class SourceReads:
             return StepInput(
                 inp.param, ref, pred, inp.annotation, InputVersion(up, version, seq), read=read
             )
-        st = self.states().get(up)
-        if not st:
-            return (
-                f"source {up!r} has not been observed yet; check that it is reachable "
-                f"(lake.observe({up!r}) shows the error)"
-            )
-        version = st.version_text(up_spec.partitions is not None)
-        iv = InputVersion(up, version, st.max_id)
-        since = prev.version if prev is not None else None
-        defn = builtin(up_spec)
-        common: dict[str, Any] = {
-            "asset": up,
-            "version": version,
-            "since": since,
-            "incremental": bool(inp.since_last_run),
-            "run_id": self.run_id,
-            "defn": defn,
-        }
-        if isinstance(defn, FilesSource):
-            read = self._files_read(up_spec, defn, st, needed, prev, common)
-            uri = defn.path
-        elif isinstance(defn, SqlTableSource):
-            read = SourceRead("sql", **common)
-            uri = defn.table
-        elif isinstance(defn, DeltaTableSource):
-            read = SourceRead(
-                "delta", options=_storage_options(self.lake, defn.storage_options), **common
-            )
-            uri = defn.uri
-            if not inp.since_last_run or since is None:
-                from ..storage.uri import delta_options
-
-                ref = TableRef(
-                    up,
-                    "delta",
-                    defn.uri,
-                    version,
-                    storage_options=delta_options(defn.uri, read.options),
-                )
-                return StepInput(inp.param, ref, pred, inp.annotation, iv, read=read)
-        elif isinstance(defn, IcebergTableSource):
-            read = SourceRead("iceberg", options=_iceberg_props(self.lake, defn), **common)
-            uri = defn.identifier
-            if not inp.since_last_run and version != "empty":
-                ref = TableRef(up, "iceberg", defn.identifier, version)
-                return StepInput(inp.param, ref, pred, inp.annotation, iv, read=read)
-        elif up_spec.fn is not None:
-            part = None
-            if up_spec.partitions is not None and needed:
-                from .step import partition_context
-
-                part = partition_context(up_spec, needed)
-            read = SourceRead("custom", reader=up_spec.fn, partition=part, **common)
-            uri = up_spec.defined_at
-        else:
-            return (
-                f"source {up!r} is observe-only (it has no reader), so it cannot be an input; "
-                f"list it in deps=[{up!r}] and read the data in the function, or give it a reader"
-            )
-        ref = TableRef(up, "source", uri, version)
+        built = source_read(
+            self.lake,
+            up_spec,
+            self.states().get(up),
+            needed,
+            prev,
+            bool(inp.since_last_run),
+            self.run_id,
+        )
+        if isinstance(built, str):
+            return built
+        read, ref, iv = built
         return StepInput(inp.param, ref, pred, inp.annotation, iv, read=read)
-
-    def _files_read(
-        self,
-        spec: AssetSpec,
-        defn: FilesSource,
-        st: SourceState,
-        needed: RangeSet,
-        prev: InputVersion | None,
-        common: dict[str, Any],
-    ) -> SourceRead:
-        parts = spec.partitions
-        indices: Iterable[int] = needed.indices() if parts is not None else (0,)
-        chosen: list[tuple[str, dict[str, Any]]] = []
-        after = prev.seq if (prev is not None and common["incremental"]) else None
-        for p in indices:
-            listing = st.files.get(p)
-            if not listing:
-                continue
-            values = _partition_values(spec, p) if parts is not None else {}
-            for path, (_size, _tag, first) in sorted(listing.items()):
-                if after is None or first > after:
-                    chosen.append((path, values))
-        schema_file = next(
-            (path for listing in st.files.values() for path in sorted(listing)), None
-        )
-        columns = _partition_values(spec, needed.min()) if parts is not None and needed else {}
-        return SourceRead(
-            "files",
-            files=tuple(chosen),
-            schema_file=schema_file,
-            columns=columns,
-            options=_storage_options(self.lake, defn.storage_options),
-            **common,
-        )
 
     def deps(self, asset: str, inputs: Sequence[Any]) -> tuple[InputVersion, ...]:
         """Consumed versions of order-only source upstreams (``deps=[...]``)."""
@@ -947,6 +939,118 @@ class SourceReads:
             if st:
                 out.append(InputVersion(d, st.version_text(spec.partitions is not None), st.max_id))
         return tuple(out)
+
+
+def source_read(
+    lake: Any,
+    spec: AssetSpec,
+    st: SourceState | None,
+    needed: RangeSet,
+    prev: InputVersion | None,
+    incremental: bool,
+    run_id: str,
+) -> tuple[SourceRead, TableRef, InputVersion] | str:
+    """How to read source ``spec`` (partitions ``needed``, from ``prev`` when incremental),
+    pinned to its newest observation; or an error text."""
+    up = spec.key
+    if not st:
+        return (
+            f"source {up!r} has not been observed yet; check that it is reachable "
+            f"(lake.observe({up!r}) shows the error)"
+        )
+    version = st.version_text(spec.partitions is not None)
+    iv = InputVersion(up, version, st.max_id)
+    since = prev.version if prev is not None else None
+    defn = builtin(spec)
+    common: dict[str, Any] = {
+        "asset": up,
+        "version": version,
+        "since": since,
+        "incremental": incremental,
+        "run_id": run_id,
+        "defn": defn,
+    }
+    if isinstance(defn, FilesSource):
+        read = _files_read(lake, spec, defn, st, needed, prev, common)
+        uri = defn.path
+    elif isinstance(defn, SqlTableSource):
+        read = SourceRead("sql", **common)
+        uri = defn.table
+    elif isinstance(defn, DeltaTableSource):
+        read = SourceRead("delta", options=_storage_options(lake, defn.storage_options), **common)
+        uri = defn.uri
+        if not incremental or since is None:
+            from ..storage.uri import delta_options
+
+            opts = delta_options(defn.uri, read.options)
+            return read, TableRef(up, "delta", defn.uri, version, storage_options=opts), iv
+    elif isinstance(defn, IcebergTableSource):
+        read = SourceRead("iceberg", options=_iceberg_props(lake, defn), **common)
+        uri = defn.identifier
+        if not incremental and version != "empty":
+            return read, TableRef(up, "iceberg", defn.identifier, version), iv
+    elif spec.fn is not None:
+        part = None
+        if spec.partitions is not None and needed:
+            from .step import partition_context
+
+            part = partition_context(spec, needed)
+        read = SourceRead("custom", reader=spec.fn, partition=part, **common)
+        uri = spec.defined_at
+    else:
+        return (
+            f"source {up!r} is observe-only (it has no reader), so it cannot be an input; "
+            f"list it in deps=[{up!r}] and read the data in the function, or give it a reader"
+        )
+    return read, TableRef(up, "source", uri, version), iv
+
+
+def scan_source(lake: Any, spec: AssetSpec) -> Any:
+    """A lazy Polars scan of a source as of its newest observation (``lake.scan``)."""
+    import polars as pl
+
+    from ..errors import UnknownAssetError
+
+    st = load_states(lake, [spec.key])[spec.key]
+    needed = spec.partitions.all(_utc(clock(lake))) if spec.partitions is not None else UNIT
+    built = source_read(lake, spec, st, needed, None, False, "scan")
+    if isinstance(built, str):
+        raise UnknownAssetError(built, asset=spec.key, hint=f"run lake.observe({spec.key!r}) first")
+    read = built[0]
+    return pl.scan_pyarrow_dataset(read.dataset())
+
+
+def _files_read(
+    lake: Any,
+    spec: AssetSpec,
+    defn: FilesSource,
+    st: SourceState,
+    needed: RangeSet,
+    prev: InputVersion | None,
+    common: dict[str, Any],
+) -> SourceRead:
+    parts = spec.partitions
+    indices: Iterable[int] = needed.indices() if parts is not None else (0,)
+    chosen: list[tuple[str, dict[str, Any]]] = []
+    after = prev.seq if (prev is not None and common["incremental"]) else None
+    for p in indices:
+        listing = st.files.get(p)
+        if not listing:
+            continue
+        values = _partition_values(spec, p) if parts is not None else {}
+        for path, (_size, _tag, first) in sorted(listing.items()):
+            if after is None or first > after:
+                chosen.append((path, values))
+    schema_file = next((path for listing in st.files.values() for path in sorted(listing)), None)
+    columns = _partition_values(spec, needed.min()) if parts is not None and needed else {}
+    return SourceRead(
+        "files",
+        files=tuple(chosen),
+        schema_file=schema_file,
+        columns=columns,
+        options=_storage_options(lake, defn.storage_options),
+        **common,
+    )
 
 
 def _partition_values(spec: AssetSpec, p: int) -> dict[str, Any]:
