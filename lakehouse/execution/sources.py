@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..assets import Context, PartitionContext, TableRef
 from ..catalog import InputVersion
@@ -703,7 +703,7 @@ def source_status(lake: Any, key: str) -> pl.DataFrame:
                 }
             )
         rows.sort(key=lambda r: r["partitions"] or "")
-    schema = {
+    schema: dict[str, Any] = {
         "asset": pl.String,
         "partitions": pl.String,
         "count": pl.Int64,
@@ -989,13 +989,13 @@ def source_read(
         uri = defn.identifier
         if not incremental and version != "empty":
             return read, TableRef(up, "iceberg", defn.identifier, version), iv
-    elif spec.fn is not None:
+    elif (reader := cast(Any, spec.fn)) is not None:  # None: an observe-only source
         part = None
         if spec.partitions is not None and needed:
             from .step import partition_context
 
             part = partition_context(spec, needed)
-        read = SourceRead("custom", reader=spec.fn, partition=part, **common)
+        read = SourceRead("custom", reader=reader, partition=part, **common)
         uri = spec.defined_at
     else:
         return (
