@@ -343,3 +343,22 @@ def test_lineage_on_object_storage(s3_bucket, tmp_path: Path) -> None:
     lake.materialize()
     assert col_rows(lake, "enriched") == EXPECTED_ENRICHED
     assert col_rows(lake, "by_country") == EXPECTED_BY_COUNTRY
+
+
+@pytest.mark.dask
+def test_lineage_and_events_from_dask_workers(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "events.jsonl"
+    with lh.DaskExecutor(n_workers=1, threads_per_worker=1) as ex:
+        lake = lh.Lakehouse(tmp_path / "lake", assets=pipeline(), executor=ex,
+                            openlineage={"transport": "file", "path": str(path)})
+        lake.materialize()
+    assert col_rows(lake, "enriched") == EXPECTED_ENRICHED  # analysed on the worker
+    assert col_rows(lake, "by_country") == EXPECTED_BY_COUNTRY
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(events) == 8
+    done = next(e for e in events if e["job"]["name"] == "enriched" and e["eventType"] == "COMPLETE")
+    assert set(done["outputs"][0]["facets"]["columnLineage"]["fields"]) == {"id", "customer", "country", "net",
+                                                                           "limit"}
+    assert done["run"]["facets"]["lakehouse"]["worker"] != ""

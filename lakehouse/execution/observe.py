@@ -134,6 +134,8 @@ class RunObserver:
         self._closed = True
         outcome = status or ("failed" if self.failed else "succeeded")
         try:
+            if self.openlineage is not None:
+                self.openlineage.close()  # sends what is still queued
             telemetry.record_run(outcome)
             telemetry.set_run_outcome(self._span, self.failed, self.succeeded)
             if self._span is not None:

@@ -10,10 +10,13 @@ Configured with ``Lakehouse(..., openlineage={...})``:
 ``{"transport": {...}}``
     any openlineage-python transport configuration (``{"type": "kafka", ...}``).
 
-Optional keys: ``namespace`` (the jobs' namespace, default ``"lakehouse"``).
+Optional keys: ``namespace`` (the jobs' namespace, default ``"lakehouse"``) and
+``flush_timeout`` (seconds the end of a run waits for unsent events, default 60).
 
 Each asset step emits ``START`` when it is submitted and ``COMPLETE`` or ``FAIL`` when its
-result arrives. The job is the asset; inputs and outputs are the tables, with the
+result arrives. Events are built and sent in order by one background thread of the
+coordinating process (never by workers), so a slow receiver does not hold up the
+scheduling; the end of the run waits for them. The job is the asset; inputs and outputs are the tables, with the
 warehouse URI as dataset namespace and the asset key as dataset name. Events carry the
 schema, column lineage, output statistics (rows, bytes when the format reports them),
 table versions, the partitions (subset facets and a ``lakehouse`` run facet), and the run
@@ -24,6 +27,9 @@ are logged on the ``lakehouse`` logger.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import queue
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -117,17 +123,52 @@ class OpenLineageEmitter:
             config={"transport": transport_config(self.config)})
         self.dataset_namespace = warehouse_namespace(lake.settings.warehouse_uri)
         self._lineage: dict[tuple[str, str], Any] = {}
+        self._stored: dict[tuple[str, str], str] | None = None
         self.sent = 0
         self.failed = 0
+        self.flush_timeout = float(self.config.get("flush_timeout", 60.0))
+        self._queue: queue.Queue[tuple[str, Step, StepResult | None, str] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._static: dict[str, Any] = {}
 
     # -- public hooks (called by the coordinator) ---------------------------------------
 
     def start(self, step: Step) -> None:
-        self._emit(lambda: self._event("START", step, None))
+        self._put(("START", step, None, _now()))
 
     def finish(self, step: Step, result: StepResult) -> None:
         state = "COMPLETE" if result.status == "materialized" else "FAIL"
-        self._emit(lambda: self._event(state, step, result))
+        self._put((state, step, result, _now()))
+
+    def close(self) -> None:
+        """Send what is queued (waiting at most ``flush_timeout`` seconds), then stop."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(self.flush_timeout)
+        if self._thread.is_alive():
+            log.warning("OpenLineage: events of run %s still unsent after %.0f s; they are sent in the "
+                        "background or lost when the process exits", self.run_id, self.flush_timeout)
+        self._thread = None
+
+    # -- sending (one background thread, in order, off the coordinator's critical path) --
+
+    def _put(self, item: tuple[str, Step, StepResult | None, str]) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._sender, name=f"lakehouse-openlineage-{self.run_id}",
+                                            daemon=True)
+            self._thread.start()
+        self._queue.put(item)
+
+    def _sender(self) -> None:
+        with _logging.bind(run_id=self.run_id):
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                state, step, result, when = item
+                with _logging.bind(asset=step.asset, partition=step.partitions_text):
+                    self._emit(lambda: self._event(state, step, result, when))
 
     # -- building -----------------------------------------------------------------------
 
@@ -146,7 +187,7 @@ class OpenLineageEmitter:
             log.warning("could not send an OpenLineage %s event for %s: %s: %s", event.eventType.value,
                         event.job.name, type(exc).__name__, exc)
 
-    def _event(self, state: str, step: Step, result: StepResult | None) -> Any:
+    def _event(self, state: str, step: Step, result: StepResult | None, when: str | None = None) -> Any:
         from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
         from openlineage.client.facet_v2 import (
             error_message_run,
@@ -155,15 +196,23 @@ class OpenLineageEmitter:
             processing_engine_run,
         )
 
+        if not self._static:  # the same for every event of the run
+            self._static.update({
+                "parent": parent_run.ParentRunFacet(
+                    run=parent_run.Run(runId=self.parent_uuid),
+                    job=parent_run.Job(namespace=self.namespace, name=RUN_JOB),
+                    root=parent_run.Root(run=parent_run.RootRun(runId=self.parent_uuid),
+                                         job=parent_run.RootJob(namespace=self.namespace, name=RUN_JOB)),
+                    producer=PRODUCER),
+                "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
+                    version=_version(), name="lakehouse", openlineageAdapterVersion=_ol_version(),
+                    producer=PRODUCER),
+                "jobType": job_type_job.JobTypeJobFacet(
+                    processingType="BATCH", integration="LAKEHOUSE", jobType="ASSET", producer=PRODUCER),
+            })
         run_facets: dict[str, Any] = {
-            "parent": parent_run.ParentRunFacet(
-                run=parent_run.Run(runId=self.parent_uuid),
-                job=parent_run.Job(namespace=self.namespace, name=RUN_JOB),
-                root=parent_run.Root(run=parent_run.RootRun(runId=self.parent_uuid),
-                                     job=parent_run.RootJob(namespace=self.namespace, name=RUN_JOB)),
-                producer=PRODUCER),
-            "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
-                version=_version(), name="lakehouse", openlineageAdapterVersion=_ol_version(), producer=PRODUCER),
+            "parent": self._static["parent"],
+            "processing_engine": self._static["processing_engine"],
             "lakehouse": _lakehouse_facet(step, result),
         }
         nominal = self._nominal(step)
@@ -172,13 +221,12 @@ class OpenLineageEmitter:
         if result is not None and result.status != "materialized":
             run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
                 message=result.error or result.status, programmingLanguage="PYTHON", producer=PRODUCER)
-        job_facets: dict[str, Any] = {"jobType": job_type_job.JobTypeJobFacet(
-            processingType="BATCH", integration="LAKEHOUSE", jobType="ASSET", producer=PRODUCER)}
+        job_facets: dict[str, Any] = {"jobType": self._static["jobType"]}
         inputs = [self._input(step, i) for i in range(len(step.inputs))]
         inputs += [InputDataset(namespace=self.dataset_namespace, name=d.asset,
                                 facets=self._version_facets(d.version)) for d in step.deps]
         outputs = [self._output(step, result)]
-        event_time = _now()
+        event_time = when or _now()
         return RunEvent(
             eventType=RunState[state], eventTime=event_time,
             run=Run(runId=run_uuid(step.step_id), facets=run_facets),
@@ -260,10 +308,12 @@ class OpenLineageEmitter:
 
         if result.column_lineage:
             return ColumnLineage.from_json(result.column_lineage)
+        if self._stored is None:  # one query per run: every stored lineage, parsed on demand
+            self._stored = {(r["asset"], r["code_version"]): r["column_lineage"]
+                            for r in self.lake.catalog.rows("code_versions") if r.get("column_lineage")}
         key = (step.asset, step.code_version)
         if key not in self._lineage:
-            rows = self.lake.catalog.rows("code_versions", asset=step.asset, code_version=step.code_version)
-            self._lineage[key] = ColumnLineage.from_json(rows[0]["column_lineage"]) if rows else None
+            self._lineage[key] = ColumnLineage.from_json(self._stored.get(key))
         return self._lineage[key]
 
     def _lineage_facet(self, lineage: Any) -> Any:
@@ -373,6 +423,7 @@ def _partition_condition(spec: Any, keys: Sequence[str]) -> Any:
     return bs.PartitionSubsetCondition(partitions=parts)
 
 
+@functools.lru_cache(maxsize=1)
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -382,6 +433,7 @@ def _version() -> str:
         return "0"
 
 
+@functools.lru_cache(maxsize=1)
 def _ol_version() -> str:
     try:
         from importlib.metadata import version
