@@ -98,10 +98,14 @@ def _catalog(ref: TableRef) -> Any:
     return cat
 
 
-def identifier(ref: TableRef) -> tuple[str, ...]:
-    """The Iceberg identifier of an asset's table: namespace levels + table name."""
-    ns = tuple(p for p in (ref.namespace or "").split("/") if p) or (DEFAULT_NAMESPACE,)
-    return (*ns, ref.asset.rsplit("/", 1)[-1])
+def identifier(ref: TableRef) -> tuple[str, str]:
+    """The Iceberg identifier of an asset's table: ``(namespace, name)``.
+
+    A nested asset namespace ``sales/eu`` becomes the one-level namespace ``sales_eu``
+    (pyiceberg creates tables in one-level namespaces only); no namespace is ``default``.
+    """
+    ns = "_".join(p for p in (ref.namespace or "").split("/") if p) or DEFAULT_NAMESPACE
+    return ns, ref.asset.rsplit("/", 1)[-1]
 
 
 class IcebergFormat:
@@ -275,7 +279,7 @@ class IcebergFormat:
         ident = identifier(ref)
         location = ref.uri if ref.catalog.get(LOCATION_PROP) == "warehouse" else None
         try:
-            cat.create_namespace_if_not_exists(ident[:-1])
+            cat.create_namespace_if_not_exists(ident[0])
             txn = cat.create_table_transaction(
                 ident, schema=table.schema, location=location, properties=_TABLE_PROPERTIES
             )

@@ -81,8 +81,8 @@ class Cell:
         spec = lake._spec(name)
         props = {k: v for k, v in lake._iceberg_props().items() if not k.startswith("lakehouse.")}
         catalog = load_catalog(props.pop("name", "lakehouse"), **props)  # rows are keyed by name
-        ns = spec.namespace or "default"
-        return catalog.load_table((*ns.split("/"), spec.name))
+        ns = (spec.namespace or "default").replace("/", "_")
+        return catalog.load_table((ns, spec.name))
 
     def commit_properties(self, lake: Any, name: str) -> list[dict[str, str]]:
         """The custom properties of every commit, oldest first, read without lakehouse."""
