@@ -267,45 +267,54 @@ def impact_frame(lake: Lakehouse, name: str, version: str | None = None) -> pl.D
 
 
 class _ColumnIndex:
-    """The recorded column lineage of every asset (the code version behind its table)."""
+    """The recorded column lineage of every asset: the code version behind its table's
+    newest write, else its current code version, else the newest one recorded."""
 
-    def __init__(self, lake: Lakehouse) -> None:
+    def __init__(self, lake: Lakehouse, only: str | None = None) -> None:
         from .engines.column_lineage import ColumnLineage
 
         catalog = lake.catalog
-        stored = {(r["asset"], r["code_version"]): r["column_lineage"] for r in catalog.rows("code_versions")
-                  if r.get("column_lineage")}
+        stored: dict[str, dict[str, str]] = {}
+        for r in catalog.rows("code_versions", **({"asset": only} if only is not None else {})):
+            if r.get("column_lineage"):
+                stored.setdefault(r["asset"], {})[r["code_version"]] = r["column_lineage"]
         latest: dict[str, str] = {}
-        for asset, rows in catalog.state().items():
+        for asset, rows in catalog.state(None if only is None else [only]).items():
             if rows:
                 latest[asset] = max(rows, key=lambda r: r.seq).code_version
-        try:
-            current = lake.code_versions()
-        except Exception:  # noqa: BLE001 - definitions that do not load: the catalog alone
-            current = {}
         self.by_asset: dict[str, ColumnLineage] = {}
-        assets = {a for a, _ in stored}
-        for asset in assets:
-            for cv in (latest.get(asset), current.get(asset)):
-                if cv is not None and (asset, cv) in stored:
-                    parsed = ColumnLineage.from_json(stored[(asset, cv)])
-                    if parsed is not None:
-                        self.by_asset[asset] = parsed
-                    break
-            else:
-                newest = [cv for (a, cv) in stored if a == asset]
-                parsed = ColumnLineage.from_json(stored[(asset, newest[-1])]) if newest else None
-                if parsed is not None:
-                    self.by_asset[asset] = parsed
+        for asset, versions in stored.items():
+            text = versions.get(latest.get(asset, ""))
+            if text is None:
+                text = versions.get(_current_code_version(lake, asset) or "")
+            if text is None:
+                text = list(versions.values())[-1]
+            parsed = ColumnLineage.from_json(text)
+            if parsed is not None:
+                self.by_asset[asset] = parsed
 
     def columns(self, asset: str) -> set[str]:
         lin = self.by_asset.get(asset)
         return set(lin.columns) if lin is not None else set()
 
 
+def _current_code_version(lake: Lakehouse, asset: str) -> str | None:
+    try:
+        spec = lake.graph.specs.get(asset)
+        if spec is None:
+            return None
+        if spec.code_version:
+            return spec.code_version
+        from .fingerprint import code_version
+
+        return code_version(spec.fn) if spec.fn is not None else None
+    except Exception:  # noqa: BLE001 - definitions that do not load: the catalog alone
+        return None
+
+
 def column_rows(lake: Lakehouse, key: str) -> list[dict[str, Any]]:
     """``column, source_asset, source_column, kind`` rows of ``key``'s recorded lineage."""
-    lin = _ColumnIndex(lake).by_asset.get(key)
+    lin = _ColumnIndex(lake, only=key).by_asset.get(key)
     return lin.rows() if lin is not None else []
 
 
