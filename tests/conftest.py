@@ -73,17 +73,33 @@ class S3Bucket:
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
-    """Start moto's ThreadedMotoServer on a free port of 127.0.0.1; stop it at session end."""
-    import logging
+    """Start moto's S3 server in its own process on a free port of 127.0.0.1.
 
-    from moto.server import ThreadedMotoServer
+    A separate process, not a thread of the test process: some deltalake calls hold the
+    GIL while they wait on the server (``DeltaTable.history()``), which would deadlock
+    against a server thread in the same interpreter.
+    """
+    import sys
+    import time
+    import urllib.request
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # per-request logs
     port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        server.start()  # ready on return
-        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the moto S3 server did not start on {endpoint}") from None
+                time.sleep(0.1)
         storage_options = {
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_ALLOW_HTTP": "true",
@@ -93,7 +109,11 @@ def s3_server() -> Iterator[S3Server]:
         }
         yield S3Server(endpoint=endpoint, storage_options=storage_options)
     finally:
-        server.stop()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture(scope="module")
