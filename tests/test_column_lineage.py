@@ -417,3 +417,67 @@ def test_other_values_are_unknown():
     got = analyse(pa.table({"a": [1]}), [])
     assert rows(got) == {("a", None, None, UNKNOWN)}
     assert analyse(object(), []).edges == ()
+
+
+# ------------------------------------------------------------------- property
+
+
+def test_random_pipelines_match_a_reference_model(tmp_path: Path) -> None:
+    """Random chains of renames, derived columns, filters and projections: the analyser
+    agrees with a model that tracks each column's sources by hand."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    (tmp_path / "t").mkdir()
+    pl.DataFrame({"a": [1, 2], "b": [3, 4], "c": [5, 6]}).write_parquet(tmp_path / "t" / "part.parquet")
+    src = [SourceTable("t", str(tmp_path / "t"))]
+    rank = {IDENTITY: 0, TRANSFORMED: 1, AGGREGATED: 2}
+
+    op = st.one_of(
+        st.tuples(st.just("rename"), st.integers(0, 50)),
+        st.tuples(st.just("derive"), st.integers(0, 50), st.integers(0, 50)),
+        st.tuples(st.just("filter"), st.integers(0, 50)),
+        st.tuples(st.just("select"), st.integers(0, 50)),
+        st.tuples(st.just("total"), st.integers(0, 50)),
+    )
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(op, min_size=1, max_size=8))
+    def check(ops: list[tuple]) -> None:
+        lf = pl.scan_parquet(tmp_path / "t" / "*.parquet")
+        model: dict[str, dict[tuple[str, str], str]] = {c: {("t", c): IDENTITY} for c in "abc"}
+        indirect: set[tuple[str, str]] = set()
+        fresh = iter(f"n{i}" for i in range(100))
+        for step in ops:
+            cols = list(model)
+            pick = lambda i: cols[i % len(cols)]  # noqa: E731
+            if step[0] == "rename":
+                old, new = pick(step[1]), next(fresh)
+                lf = lf.rename({old: new})
+                model = {(new if k == old else k): v for k, v in model.items()}
+            elif step[0] == "derive":
+                x, y, new = pick(step[1]), pick(step[2]), next(fresh)
+                lf = lf.with_columns((pl.col(x) + pl.col(y)).alias(new))
+                merged: dict[tuple[str, str], str] = {}
+                for s, k in [*model[x].items(), *model[y].items()]:
+                    kind = max(TRANSFORMED, k, key=rank.__getitem__)
+                    merged[s] = max(merged.get(s, kind), kind, key=rank.__getitem__)
+                model[new] = merged
+            elif step[0] == "filter":
+                col = pick(step[1])
+                lf = lf.filter(pl.col(col) > 0)
+                indirect |= set(model[col])
+            elif step[0] == "select":
+                keep = [c for i, c in enumerate(cols) if (step[1] >> i) & 1] or cols[:1]
+                lf = lf.select(keep)
+                model = {c: model[c] for c in keep}
+            else:  # a window total keeps the rows: aggregated over the partition
+                col, new = pick(step[1]), next(fresh)
+                lf = lf.with_columns(pl.col(col).sum().over(pick(step[1] + 1)).alias(new))
+                part = pick(step[1] + 1)
+                model[new] = {s: AGGREGATED for s in [*model[col], *model[part]]}
+        expected = {(c, a, s, k) for c, srcs in model.items() for (a, s), k in srcs.items()}
+        expected |= {(None, a, s, FILTER) for a, s in indirect}
+        assert rows(polars_lineage(lf, src)) == expected
+
+    check()
