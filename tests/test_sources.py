@@ -747,3 +747,30 @@ def test_sources_page_examples_run(
     assert len(expected) >= 6
     for line in expected:
         assert line in out, line
+
+
+def test_concurrent_observers_recording_one_change_twice_deliver_it_once(tmp_path: Path) -> None:
+    from lakehouse.execution.sources import load_states, observe_one
+
+    land = tmp_path / "landing"
+    write(land / "a.parquet", id=[1])
+    feed = lh.files(str(land / "*.parquet"), name="feed")
+
+    @lh.asset(write="append", ins={"feed": lh.upstream("feed", since_last_run=True)})
+    def feed_log(feed: pl.LazyFrame) -> pl.LazyFrame:
+        return feed
+
+    lake = lh.Lakehouse(tmp_path / "wh", assets=[feed, feed_log])
+    lake.materialize()
+    write(land / "b.parquet", id=[2])
+    before = load_states(lake, ["feed"])["feed"]
+    # two observers saw the same listing change before either recorded it
+    first = observe_one(lake, feed, before, time.time())
+    second = observe_one(lake, feed, before, time.time())
+    assert first and [r["version"] for r in first] == [r["version"] for r in second]
+    lake.catalog.record_observations(first, {"feed": time.time()})
+    lake.materialize()
+    lake.catalog.record_observations(second, {"feed": time.time()})  # the late duplicate
+    assert lake.plan().height == 0  # same version: nothing changed
+    lake.materialize("feed_log", force=True)
+    assert sorted(lake.read("feed_log")["id"]) == [1, 2]

@@ -107,7 +107,11 @@ class SourceState:
                 for path in detail.get("del", ()):
                     listing.pop(path, None)
                 for path, size, tag in detail.get("add", ()):
-                    listing[path] = (int(size), str(tag), oid)
+                    known = listing.get(path)
+                    if known is None or known[:2] != (int(size), str(tag)):
+                        listing[path] = (int(size), str(tag), oid)
+                    # else: a concurrent observer recorded the same change again; the file
+                    # keeps the observation that first listed it, so it is not new twice
         self.max_id = max(self.max_id, oid)
         seen = max(float(row["observed_at"]), float(row.get("checked_at") or 0.0))
         self.last_checked = seen if self.last_checked is None else max(self.last_checked, seen)
