@@ -200,8 +200,8 @@ class StepTelemetry:
                 if failed:
                     self._span.set_status(Status(StatusCode.ERROR, (result.error or result.status)[:200]))
                 self._span.end()
-            if failed:
-                log.warning("step %s in phase %s: %s", result.status, self._phase_name, result.error)
+            if failed:  # the coordinator reports the failure as a warning; this says where it happened
+                log.info("step %s in phase %s: %s", result.status, self._phase_name, result.error)
             else:
                 log.info("step materialized %s rows as version %s in %.3f s", result.rows, result.version,
                          time.perf_counter() - self._started)
