@@ -62,7 +62,7 @@ def project_source() -> str:
         up = last if j == 0 else f"s{j - 1}"
         out += [f"@lh.asset(name='s{j}', engine='duckdb')", f"def s{j}({up}):",
                 f"    return '''with t as (select k, g, v * 2 as v from {up} where v > -1)",
-                f"              select k, g, v + sum(v) over (partition by g) * 0 as v from t'''", ""]
+                "              select k, g, v + sum(v) over (partition by g) * 0 as v from t'''", ""]
     return "\n".join(out)
 
 
@@ -80,10 +80,10 @@ RUN = textwrap.dedent("""
     t0 = time.perf_counter()
     res = lake.materialize(force=(mode == "forced"))
     seconds = time.perf_counter() - t0
-    assert res.ok and len(res.materialized) == %d, res
+    assert res.ok and len(res.materialized) == N_ASSETS, res
     stored = sum(1 for r in lake.catalog.rows("code_versions") if r["column_lineage"])
     print(json.dumps({"seconds": seconds, "stored": stored}))
-""" % (N_POLARS + N_SQL))
+""".replace("N_ASSETS", str(N_POLARS + N_SQL)))
 
 ANALYSIS = textwrap.dedent("""
     import sys, time, json, importlib.util

@@ -450,7 +450,10 @@ def test_random_pipelines_match_a_reference_model(tmp_path: Path) -> None:
         fresh = iter(f"n{i}" for i in range(100))
         for step in ops:
             cols = list(model)
-            pick = lambda i: cols[i % len(cols)]  # noqa: E731
+
+            def pick(i: int, cols: list[str] = cols) -> str:
+                return cols[i % len(cols)]
+
             if step[0] == "rename":
                 old, new = pick(step[1]), next(fresh)
                 lf = lf.rename({old: new})

@@ -34,11 +34,10 @@ from openlineage.client.facet_v2 import (
     tags_run,
 )
 from openlineage.client.serde import Serde
+from openlineage_schema import RUN_EVENT  # tests/openlineage_schema.py
 
 import lakehouse as lh
 from lakehouse.execution.openlineage import _facet_class, run_uuid, transport_config
-
-from openlineage_schema import RUN_EVENT  # tests/openlineage_schema.py
 
 # ------------------------------------------------------------------ typed parsing
 

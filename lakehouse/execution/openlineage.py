@@ -168,7 +168,7 @@ class OpenLineageEmitter:
                     return
                 state, step, result, when = item
                 with _logging.bind(asset=step.asset, partition=step.partitions_text):
-                    self._emit(lambda: self._event(state, step, result, when))
+                    self._emit(functools.partial(self._event, state, step, result, when))
 
     # -- building -----------------------------------------------------------------------
 
@@ -188,7 +188,7 @@ class OpenLineageEmitter:
                         event.job.name, type(exc).__name__, exc)
 
     def _event(self, state: str, step: Step, result: StepResult | None, when: str | None = None) -> Any:
-        from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+        from openlineage.client.event_v2 import InputDataset, Job, Run, RunEvent, RunState
         from openlineage.client.facet_v2 import (
             error_message_run,
             job_type_job,

@@ -20,7 +20,6 @@ import contextvars
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import _logging
