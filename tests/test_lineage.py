@@ -269,8 +269,9 @@ def test_provenance_survives_rewrites_and_definition_changes(tmp_path: Path) -> 
         changed.provenance("never_defined")
 
 
-def test_impact_of_a_bad_version(tmp_path: Path) -> None:
-    lake = lh.Lakehouse(tmp_path / "lake", assets=pipeline())
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_impact_of_a_bad_version(tmp_path: Path, fmt: str) -> None:
+    lake = lh.Lakehouse(tmp_path / "lake", assets=pipeline(fmt))
     lake.materialize()
     bad = lake.table("orders").version
     imp = lake.impact("orders", version=bad)
@@ -285,6 +286,10 @@ def test_impact_of_a_bad_version(tmp_path: Path) -> None:
     assert sorted(zip(imp["asset"], imp["current"], strict=True)) == [("by_country", False), ("enriched", False)]
     assert lake.impact("orders").height == 2  # the new version: its own consumers
     assert lake.impact("by_country").height == 0
+    # provenance of the old downstream version still names the bad upstream version
+    old = lake.history("by_country")["version"][-1]
+    prov = lake.provenance("by_country", version=old)
+    assert prov.filter(pl.col("asset") == "orders")["version"].to_list() == [bad]
 
 
 def test_impact_follows_only_the_partitions_that_carried_the_version(tmp_path: Path) -> None:
