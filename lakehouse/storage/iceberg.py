@@ -98,6 +98,17 @@ def _catalog(ref: TableRef) -> Any:
     return cat
 
 
+_namespaces: set[tuple[int, str]] = set()
+
+
+def _ensure_namespace(cat: Any, namespace: str) -> None:
+    """Create ``namespace`` once per process and catalog (it may exist already)."""
+    key = (id(cat), namespace)
+    if key not in _namespaces:
+        cat.create_namespace_if_not_exists(namespace)
+        _namespaces.add(key)
+
+
 def identifier(ref: TableRef) -> tuple[str, str]:
     """The Iceberg identifier of an asset's table: ``(namespace, name)``.
 
@@ -279,7 +290,7 @@ class IcebergFormat:
         ident = identifier(ref)
         location = ref.uri if ref.catalog.get(LOCATION_PROP) == "warehouse" else None
         try:
-            cat.create_namespace_if_not_exists(ident[0])
+            _ensure_namespace(cat, ident[0])
             txn = cat.create_table_transaction(
                 ident, schema=table.schema, location=location, properties=_TABLE_PROPERTIES
             )
@@ -291,24 +302,17 @@ class IcebergFormat:
             txn.append(table, snapshot_properties=props)
             if before_commit is not None:
                 before_commit()
-            txn.commit_transaction()
+            created = txn.commit_transaction()
         except Exception as exc:
             from pyiceberg.exceptions import TableAlreadyExistsError
 
             if isinstance(exc, TableAlreadyExistsError):
                 raise
             raise self._translate(exc, ref, None) from None
-        # a concurrent writer may already have committed on top: find our own snapshot
-        tbl = self._require(ref)
-        snap = tbl.current_snapshot()
-        step = props.get(PROVENANCE_PREFIX + "step_id")
-        for s in tbl.snapshots():
-            if (
-                step
-                and (s.summary.additional_properties or {}).get(PROVENANCE_PREFIX + "step_id")
-                == step
-            ):
-                snap = s
+        # the metadata our own commit returned: its current snapshot is ours
+        snap = created.current_snapshot()
+        if snap is None:  # pragma: no cover - the append always adds a snapshot
+            snap = self._require(ref).current_snapshot()
         return snap
 
     def _neutral(
@@ -514,7 +518,7 @@ def _as_iceberg_arrow(schema: pa.Schema) -> pa.Schema:
     from pyiceberg.schema import Schema
 
     try:
-        ice = visit_pyarrow(schema, _ConvertToIcebergWithoutIDs())
+        ice: Any = visit_pyarrow(schema, _ConvertToIcebergWithoutIDs())
     except (TypeError, ValueError) as exc:
         raise SchemaError(
             f"the output has a column type Iceberg cannot store: {exc}",
@@ -589,11 +593,12 @@ def _literal(value: Any, field_type: Any) -> Any:
 
 def _expression(pred: Predicate, schema: Any) -> Any:
     """The Iceberg expression of a neutral partition predicate (OR of ANDs)."""
-    from pyiceberg.expressions import AlwaysFalse, And, GreaterThanOrEqual, In, LessThan, Or
+    import pyiceberg.expressions
 
-    ors = []
+    ex: Any = pyiceberg.expressions  # the classes' pydantic signatures confuse type checkers
+    ors: list[Any] = []
     for conj in pred:
-        ands = []
+        ands: list[Any] = []
         for clause in conj:
             try:
                 ftype = schema.find_field(clause.column).field_type
@@ -604,18 +609,18 @@ def _expression(pred: Predicate, schema: Any) -> Any:
                 ) from None
             if hasattr(clause, "values"):
                 values = [_literal(v, ftype) for v in clause.values]
-                ands.append(In(clause.column, values) if values else AlwaysFalse())
+                ands.append(ex.In(clause.column, values) if values else ex.AlwaysFalse())
             else:
                 ands.append(
-                    And(
-                        GreaterThanOrEqual(clause.column, _literal(clause.start, ftype)),
-                        LessThan(clause.column, _literal(clause.end, ftype)),
+                    ex.And(
+                        ex.GreaterThanOrEqual(clause.column, _literal(clause.start, ftype)),
+                        ex.LessThan(clause.column, _literal(clause.end, ftype)),
                     )
                 )
-        ors.append(functools.reduce(And, ands) if len(ands) > 1 else ands[0])
+        ors.append(functools.reduce(ex.And, ands) if len(ands) > 1 else ands[0])
     if not ors:
-        return AlwaysFalse()
-    return functools.reduce(Or, ors) if len(ors) > 1 else ors[0]
+        return ex.AlwaysFalse()
+    return functools.reduce(ex.Or, ors) if len(ors) > 1 else ors[0]
 
 
 def _validate(
@@ -646,7 +651,7 @@ def _spec_fields(ref: TableRef, partition_by: list[str], schema: Any) -> list[tu
     if not partition_by:
         return []
     dims: list[Any] = [d for _, d in getattr(defn, "dims", ())] or [defn]
-    out = []
+    out: list[tuple[str, Any, str]] = []
     for column, dim in zip(
         partition_by, dims + [None] * (len(partition_by) - len(dims)), strict=False
     ):
