@@ -37,9 +37,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
-#: Commit operations that move data between files without changing it.
-_NO_DATA_CHANGE = {"OPTIMIZE", "VACUUM START", "VACUUM END", "CHECKPOINT"}
-
 
 def parse_duration(value: str | float | int | _dt.timedelta, what: str = "retain") -> float:
     """Seconds in ``"7d"``, ``"12h"``, ``"30m"``, ``"0s"``, ``"2w"``, a number or a timedelta.
@@ -156,20 +153,9 @@ def _in_sync(lake: Lakehouse, ref: TableRef, state_version: str | None, base: st
         return False
     if str(state_version) == str(base):
         return True
-    from .storage import get_format
+    from .storage import get_maintenance
 
-    seen = False
-    for c in get_format(ref.format).commits(ref):
-        if str(c["version"]) == str(state_version):
-            seen = True
-            continue
-        if not seen:
-            continue
-        if not (c.get("operation") in _NO_DATA_CHANGE or "maintenance" in (c.get("provenance") or {})):
-            return False
-        if str(c["version"]) == str(base):
-            return True
-    return False
+    return get_maintenance(ref.format).unchanged(ref, str(state_version), str(base))
 
 
 def _move_read_version(lake: Lakehouse, key: str, ref: TableRef, base: str | None, new: str | None) -> bool:

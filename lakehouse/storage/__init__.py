@@ -146,6 +146,10 @@ class TableMaintenance(Protocol):
     def live_files(self, ref: TableRef) -> list[dict[str, Any]]:
         """``{"path", "size", "partition"}`` of every data file of the current version."""
 
+    def unchanged(self, ref: TableRef, since: str, until: str) -> bool:
+        """Whether the versions after ``since`` up to ``until`` hold the same rows
+        (only compaction, vacuum or lakehouse maintenance happened in between)."""
+
     def compact(self, ref: TableRef, *, where: Any, zorder: list[str] | None, dry_run: bool,
                 properties: Mapping[str, str], coarsen: bool = True) -> MaintenanceResult:
         """Rewrite small data files (of the partitions ``where`` selects) into few large ones."""

@@ -68,12 +68,66 @@ class DeltaMaintenance:
 
     # -- reading ------------------------------------------------------------------------
 
+    def _log(self, ref: TableRef) -> dict[int, dict[str, Any]]:
+        """``{version: {"json": StoredFile | None, "checkpoint": bool}}`` from a listing of
+        ``_delta_log`` (``DeltaTable.history()`` lists with ``start-after``, which some
+        S3-compatible servers do not answer)."""
+        out: dict[int, dict[str, Any]] = {}
+        root = f"{ref.uri.rstrip('/')}/_delta_log"
+        for f in list_files(root, ref.storage_options):
+            m = _LOG_FILE.match(f.uri[len(root) + 1:])
+            if not m:
+                continue
+            entry = out.setdefault(int(m.group(1)), {"json": None, "checkpoint": False})
+            if m.group(2) == "json":
+                entry["json"] = f
+            elif m.group(2).startswith("checkpoint"):
+                entry["checkpoint"] = True
+        return out
+
     def versions(self, ref: TableRef) -> list[tuple[str, float]]:
-        dt = self._open(ref)
-        if dt is None:
+        log = self._log(ref)
+        if not log:
             return []
-        out = [(str(h["version"]), float(h.get("timestamp") or 0) / 1000.0) for h in dt.history()]
-        return sorted(out, key=lambda v: int(v[0]))
+        checkpoints = [v for v, e in log.items() if e["checkpoint"]]
+        first = 0 if 0 in log and log[0]["json"] is not None else min(checkpoints, default=min(log))
+        out = []
+        for v in sorted(log):
+            if v < first:
+                continue
+            f = log[v]["json"]
+            out.append((str(v), float(f.mtime or 0) if f is not None else 0.0))
+        return out
+
+    def unchanged(self, ref: TableRef, since: str, until: str) -> bool:
+        """Whether the commits after version ``since`` up to ``until`` changed no data
+        (compaction, vacuum, checkpoints) or were made by lakehouse maintenance."""
+        import json
+
+        from .files import filesystem
+
+        try:
+            a, b = int(since), int(until)
+        except ValueError:
+            return False
+        if a == b:
+            return True
+        if a > b:
+            return False
+        root = f"{ref.uri.rstrip('/')}/_delta_log"
+        fs, path = filesystem(root, ref.storage_options)
+        for v in range(a + 1, b + 1):
+            try:
+                with fs.open_input_stream(f"{path}/{v:020d}.json") as stream:
+                    lines = stream.read().decode().splitlines()
+            except (FileNotFoundError, OSError):
+                return False
+            actions = [json.loads(line) for line in lines if line.strip()]
+            if any(PROVENANCE_PREFIX + "maintenance" in (a.get("commitInfo") or {}) for a in actions):
+                continue
+            if any((a.get("add") or a.get("remove") or {}).get("dataChange") for a in actions):
+                return False
+        return True
 
     def live_files(self, ref: TableRef) -> list[dict[str, Any]]:
         import pyarrow as pa

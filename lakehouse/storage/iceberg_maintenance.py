@@ -72,6 +72,22 @@ class IcebergMaintenance:
             return []
         return sorted(((str(s.snapshot_id), s.timestamp_ms / 1000.0) for s in tbl.snapshots()), key=lambda v: v[1])
 
+    def unchanged(self, ref: TableRef, since: str, until: str) -> bool:
+        """Whether every snapshot after ``since`` up to ``until`` (on the main branch) was
+        made by lakehouse maintenance (compaction, erasure, manifest rewrite)."""
+        if str(since) == str(until):
+            return True
+        tbl = self._fmt()._load(ref)
+        if tbl is None:
+            return False
+        snap = tbl.snapshot_by_id(int(until))
+        while snap is not None and str(snap.snapshot_id) != str(since):
+            extra = dict(snap.summary.additional_properties or {}) if snap.summary is not None else {}
+            if PROVENANCE_PREFIX + "maintenance" not in extra:
+                return False
+            snap = tbl.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id is not None else None
+        return snap is not None
+
     def live_files(self, ref: TableRef) -> list[dict[str, Any]]:
         tbl = self._fmt()._load(ref)
         if tbl is None or tbl.current_snapshot() is None:
