@@ -215,3 +215,39 @@ def test_remote_warehouse_repr_shows_local_catalog_file(tmp_path: Path) -> None:
     text = repr(lake)
     assert str(tmp_path / "state" / "catalog.db") in text
     assert "do-not-print-me" not in text and "do-not-print-me" not in repr(lake.settings)
+
+
+@pytest.mark.postgres
+def test_iceberg_tables_in_the_postgres_catalog(tmp_path: Path, postgres_db_url: str) -> None:
+    @lh.asset(partitions=lh.daily("2024-01-01", "2024-01-04"), partition_column="day")
+    def ev(ctx: lh.Context) -> pl.DataFrame:
+        days = pl.date_range(ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True)
+        return pl.DataFrame({"day": days, "v": [1] * len(days)})
+
+    lake = _lake(tmp_path, [ev], catalog=postgres_db_url)
+    lake.materialize()
+    lake.materialize(partitions="2024-01-02", force=True)
+    assert lake.read("ev").height == 3 and lake.history("ev").height == 2
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(postgres_db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT catalog_name, table_namespace, table_name FROM iceberg_tables")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [("lakehouse", "default", "ev")]
+    assert not (tmp_path / "wh" / ".lakehouse").exists()  # no SQLite file on the side
+
+
+def test_formats_page_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "formats.md").read_text()
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {"__name__": "docs_formats"}
+    for i, block in enumerate(re.findall(r"```python\n(.*?)```", text, re.S)):
+        exec(compile(block, f"formats.md[{i}]", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "iceberg [60.0]" in out and "\n1\n" in out
