@@ -49,7 +49,8 @@ class DeltaFormat:
             ) from exc
 
     def exists(self, ref: TableRef) -> bool:
-        # not DeltaTable.is_deltatable: on S3-compatible servers its listing can hang for minutes
+        # opening answers the same question; DeltaTable.is_deltatable holds the GIL while it
+        # waits on storage (it deadlocks against an S3 server running in the same process)
         return self._open(ref) is not None
 
     def current(self, ref: TableRef) -> tuple[str, int] | None:
