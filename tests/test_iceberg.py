@@ -251,3 +251,47 @@ def test_formats_page_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         exec(compile(block, f"formats.md[{i}]", "exec"), namespace)
     out = capsys.readouterr().out
     assert "iceberg [60.0]" in out and "\n1\n" in out
+
+
+@pytest.mark.slow
+def test_partition_overwrites_match_a_model(tmp_path: Path) -> None:
+    """Any sequence of multi-range overwrites leaves exactly the model's rows (property)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from lakehouse.partitions import RangeSet, predicate, predicate_sql
+
+    days = 20
+
+    @lh.asset(partitions=lh.daily("2024-01-01", "2024-01-21"), partition_column="day")
+    def ev(ctx: lh.Context) -> pl.DataFrame:
+        span = pl.date_range(ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True)
+        return pl.DataFrame({"day": span, "gen": [0] * len(span)})
+
+    lake = _lake(tmp_path, [ev])
+    lake.materialize()
+    ref = lake.table_ref(lake._spec("ev"))
+    fmt = get_format("iceberg")
+    start = dt.date(2024, 1, 1)
+    counter = [0]
+    ranges = st.lists(st.tuples(st.integers(0, days - 1), st.integers(1, 4)), min_size=1, max_size=3)
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(ops=st.lists(ranges, min_size=1, max_size=3))
+    def check(ops: list[list[tuple[int, int]]]) -> None:
+        model = {r["day"]: r["gen"] for r in pl.from_arrow(fmt.read_arrow(ref)).to_dicts()}
+        for op in ops:
+            counter[0] += 1
+            gen = counter[0]
+            rs = RangeSet((a, min(a + n, days)) for a, n in op)
+            chosen = [start + dt.timedelta(days=i) for i in rs.indices()]
+            rows = pa.table({"day": chosen, "gen": [gen] * len(chosen)})
+            prov = {"run_id": f"r{gen}", "step_id": f"s{gen}", "partitions": str([list(r) for r in rs.ranges])}
+            fmt.write(ref, rows, mode=WriteMode("overwrite"), schema_mode="strict", partition_by=["day"],
+                      predicate=predicate_sql(predicate(ref.partitions, rs, ["day"])), provenance=prov)
+            model.update({d: gen for d in chosen})
+        got = {r["day"]: r["gen"] for r in pl.from_arrow(fmt.read_arrow(ref)).to_dicts()}
+        assert pl.from_arrow(fmt.read_arrow(ref)).height == days
+        assert got == model
+
+    check()
