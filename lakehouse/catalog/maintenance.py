@@ -28,8 +28,15 @@ from .sql import (
 )
 
 #: Tables with an ``asset`` column: what a drop deletes and a rename moves.
-_ASSET_TABLES = (materializations_table, state_table, checks_table, code_versions_table, pins_table,
-                 observations_table, leases_table)
+_ASSET_TABLES = (
+    materializations_table,
+    state_table,
+    checks_table,
+    code_versions_table,
+    pins_table,
+    observations_table,
+    leases_table,
+)
 
 
 def _tx(catalog: SqlCatalog, fn: Any) -> Any:
@@ -49,7 +56,11 @@ def add_pin(catalog: SqlCatalog, asset: str, version: str, reason: str | None) -
 
     def fn(conn: Any) -> None:
         conn.execute(sa.delete(t).where(t.c.asset == asset, t.c.version == str(version)))
-        conn.execute(sa.insert(t).values(asset=asset, version=str(version), reason=reason, pinned_at=time.time()))
+        conn.execute(
+            sa.insert(t).values(
+                asset=asset, version=str(version), reason=reason, pinned_at=time.time()
+            )
+        )
 
     _tx(catalog, fn)
 
@@ -75,14 +86,28 @@ def pins(catalog: SqlCatalog, asset: str | None = None) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------ erasures
 
 
-def record_erasure(catalog: SqlCatalog, *, who: str | None, predicate_hash: str, reason: str | None,
-                   detail: Mapping[str, Any]) -> int:
+def record_erasure(
+    catalog: SqlCatalog,
+    *,
+    who: str | None,
+    predicate_hash: str,
+    reason: str | None,
+    detail: Mapping[str, Any],
+) -> int:
     t = erasures_table
 
     def fn(conn: Any) -> int:
-        res = conn.execute(sa.insert(t).returning(t.c.id).values(
-            erased_at=time.time(), who=who, predicate_hash=predicate_hash, reason=reason,
-            detail=json.dumps(dict(detail), default=str, separators=(",", ":"))))
+        res = conn.execute(
+            sa.insert(t)
+            .returning(t.c.id)
+            .values(
+                erased_at=time.time(),
+                who=who,
+                predicate_hash=predicate_hash,
+                reason=reason,
+                detail=json.dumps(dict(detail), default=str, separators=(",", ":")),
+            )
+        )
         return int(res.scalar_one())
 
     return int(_tx(catalog, fn))
@@ -133,7 +158,9 @@ def compact_database(catalog: SqlCatalog) -> None:
 # --------------------------------------------------------------------------- state
 
 
-def set_read_version(catalog: SqlCatalog, asset: str, version: str, *, expected: str | None) -> bool:
+def set_read_version(
+    catalog: SqlCatalog, asset: str, version: str, *, expected: str | None
+) -> bool:
     """Point every partition-state row of ``asset`` at table ``version`` (same content:
     compaction, erasure), keeping their sequence numbers, so staleness is unchanged and
     readers use a version that vacuum keeps.
@@ -160,7 +187,11 @@ def referenced_versions(catalog: SqlCatalog, asset: str) -> set[str]:
     """Versions of ``asset`` the catalog needs readable: those its partition state reads."""
     t = state_table
     with catalog.engine.connect() as conn:
-        return {str(v) for (v,) in conn.execute(sa.select(t.c.version).where(t.c.asset == asset)) if v is not None}
+        return {
+            str(v)
+            for (v,) in conn.execute(sa.select(t.c.version).where(t.c.asset == asset))
+            if v is not None
+        }
 
 
 def recorded_assets(catalog: SqlCatalog) -> dict[str, dict[str, Any]]:
@@ -169,9 +200,15 @@ def recorded_assets(catalog: SqlCatalog) -> dict[str, dict[str, Any]]:
     m = materializations_table
     with catalog.engine.connect() as conn:
         live = {a for (a,) in conn.execute(sa.select(state_table.c.asset).distinct())}
-        newest = sa.select(m.c.asset, sa.func.max(m.c.id).label("id")).where(
-            m.c.format.is_not(None)).group_by(m.c.asset).subquery()
-        rows = conn.execute(sa.select(m.c.asset, m.c.format, m.c.table_uri).join(newest, m.c.id == newest.c.id))
+        newest = (
+            sa.select(m.c.asset, sa.func.max(m.c.id).label("id"))
+            .where(m.c.format.is_not(None))
+            .group_by(m.c.asset)
+            .subquery()
+        )
+        rows = conn.execute(
+            sa.select(m.c.asset, m.c.format, m.c.table_uri).join(newest, m.c.id == newest.c.id)
+        )
         info = {r.asset: {"format": r.format, "table_uri": r.table_uri} for r in rows}
     return {a: info.get(a, {"format": None, "table_uri": None}) for a in sorted(live)}
 
@@ -183,14 +220,17 @@ def forget_asset(catalog: SqlCatalog, asset: str) -> dict[str, int]:
     """Delete everything the catalog knows about ``asset``; returns rows per table."""
 
     def fn(conn: Any) -> dict[str, int]:
-        return {t.name: int(conn.execute(sa.delete(t).where(t.c.asset == asset)).rowcount or 0)
-                for t in _ASSET_TABLES}
+        return {
+            t.name: int(conn.execute(sa.delete(t).where(t.c.asset == asset)).rowcount or 0)
+            for t in _ASSET_TABLES
+        }
 
     return dict(_tx(catalog, fn))
 
 
-def rename_asset(catalog: SqlCatalog, old: str, new: str, *, table_uri: str | None,
-                 code_version: str | None) -> int:
+def rename_asset(
+    catalog: SqlCatalog, old: str, new: str, *, table_uri: str | None, code_version: str | None
+) -> int:
     """Move the history of ``old`` to ``new``: its rows in every table, and every input
     of other materializations that names it. ``code_version`` (when given) becomes the
     code version of the adopted partition state. Returns the number of state rows moved."""
@@ -209,12 +249,21 @@ def rename_asset(catalog: SqlCatalog, old: str, new: str, *, table_uri: str | No
         return json.dumps(items, separators=(",", ":")) if changed else text
 
     def fn(conn: Any) -> int:
-        exists = conn.execute(sa.select(sa.func.count()).select_from(s).where(s.c.asset == new)).scalar_one()
-        exists += conn.execute(sa.select(sa.func.count()).select_from(m).where(
-            m.c.asset == new, m.c.status.in_(("materialized", "adopted")))).scalar_one()
+        exists = conn.execute(
+            sa.select(sa.func.count()).select_from(s).where(s.c.asset == new)
+        ).scalar_one()
+        exists += conn.execute(
+            sa.select(sa.func.count())
+            .select_from(m)
+            .where(m.c.asset == new, m.c.status.in_(("materialized", "adopted")))
+        ).scalar_one()
         if exists:
             return 0
-        for t in (code_versions_table, pins_table, leases_table):  # leftovers of failed runs of ``new``
+        for t in (
+            code_versions_table,
+            pins_table,
+            leases_table,
+        ):  # leftovers of failed runs of ``new``
             conn.execute(sa.delete(t).where(t.c.asset == new))
         for t in _ASSET_TABLES:
             values: dict[str, Any] = {"asset": new}
@@ -233,23 +282,44 @@ def rename_asset(catalog: SqlCatalog, old: str, new: str, *, table_uri: str | No
                 if key is not None:
                     conn.execute(sa.update(t).where(key == row.id).values(inputs=text))
                 else:
-                    conn.execute(sa.update(t).where(t.c.asset == row.asset, t.c.pstart == row.pstart)
-                                 .values(inputs=text))
-        for row in conn.execute(sa.select(m.c.id, m.c.extra).where(m.c.extra.like(pattern))).fetchall():
+                    conn.execute(
+                        sa.update(t)
+                        .where(t.c.asset == row.asset, t.c.pstart == row.pstart)
+                        .values(inputs=text)
+                    )
+        for row in conn.execute(
+            sa.select(m.c.id, m.c.extra).where(m.c.extra.like(pattern))
+        ).fetchall():
             extra = json.loads(row.extra)
             ranges = extra.get("input_ranges")
             if isinstance(ranges, dict) and old in ranges:
                 ranges[new] = ranges.pop(old)
-                conn.execute(sa.update(m).where(m.c.id == row.id).values(extra=json.dumps(extra, default=str)))
+                conn.execute(
+                    sa.update(m)
+                    .where(m.c.id == row.id)
+                    .values(extra=json.dumps(extra, default=str))
+                )
         c = code_versions_table
-        for row in conn.execute(sa.select(c.c.asset, c.c.code_version, c.c.column_lineage)
-                                .where(c.c.column_lineage.like(pattern))).fetchall():
+        for row in conn.execute(
+            sa.select(c.c.asset, c.c.code_version, c.c.column_lineage).where(
+                c.c.column_lineage.like(pattern)
+            )
+        ).fetchall():
             data = json.loads(row.column_lineage)
             edges = data.get("edges") or []
             if any(len(e) > 1 and e[1] == old for e in edges):
-                data["edges"] = [[e[0], new, *e[2:]] if len(e) > 1 and e[1] == old else e for e in edges]
-                conn.execute(sa.update(c).where(c.c.asset == row.asset, c.c.code_version == row.code_version)
-                             .values(column_lineage=json.dumps(data, separators=(",", ":"))))
-        return int(conn.execute(sa.select(sa.func.count()).select_from(s).where(s.c.asset == new)).scalar_one())
+                data["edges"] = [
+                    [e[0], new, *e[2:]] if len(e) > 1 and e[1] == old else e for e in edges
+                ]
+                conn.execute(
+                    sa.update(c)
+                    .where(c.c.asset == row.asset, c.c.code_version == row.code_version)
+                    .values(column_lineage=json.dumps(data, separators=(",", ":")))
+                )
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(s).where(s.c.asset == new)
+            ).scalar_one()
+        )
 
     return int(_tx(catalog, fn))

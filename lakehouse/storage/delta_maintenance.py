@@ -59,12 +59,17 @@ class DeltaMaintenance:
     def _require(self, ref: TableRef) -> Any:
         dt = self._open(ref)
         if dt is None:
-            raise StorageError(f"the Delta table at {ref.uri} does not exist", asset=ref.asset,
-                               hint="materialize it first")
+            raise StorageError(
+                f"the Delta table at {ref.uri} does not exist",
+                asset=ref.asset,
+                hint="materialize it first",
+            )
         return dt
 
     def _props(self, properties: Mapping[str, str]) -> Any:
-        return _dl().CommitProperties(custom_metadata={PROVENANCE_PREFIX + k: str(v) for k, v in properties.items()})
+        return _dl().CommitProperties(
+            custom_metadata={PROVENANCE_PREFIX + k: str(v) for k, v in properties.items()}
+        )
 
     # -- reading ------------------------------------------------------------------------
 
@@ -75,7 +80,7 @@ class DeltaMaintenance:
         out: dict[int, dict[str, Any]] = {}
         root = f"{ref.uri.rstrip('/')}/_delta_log"
         for f in list_files(root, ref.storage_options):
-            m = _LOG_FILE.match(f.uri[len(root) + 1:])
+            m = _LOG_FILE.match(f.uri[len(root) + 1 :])
             if not m:
                 continue
             entry = out.setdefault(int(m.group(1)), {"json": None, "checkpoint": False})
@@ -123,7 +128,9 @@ class DeltaMaintenance:
             except (FileNotFoundError, OSError):
                 return False
             actions = [json.loads(line) for line in lines if line.strip()]
-            if any(PROVENANCE_PREFIX + "maintenance" in (a.get("commitInfo") or {}) for a in actions):
+            if any(
+                PROVENANCE_PREFIX + "maintenance" in (a.get("commitInfo") or {}) for a in actions
+            ):
                 continue
             if any((a.get("add") or a.get("remove") or {}).get("dataChange") for a in actions):
                 return False
@@ -136,13 +143,27 @@ class DeltaMaintenance:
         if dt is None:
             return []
         rows = pa.table(dt.get_add_actions(flatten=False)).to_pylist()
-        return [{"path": urllib.parse.unquote(r["path"]), "size": int(r["size_bytes"]),
-                 "partition": dict(r.get("partition") or {})} for r in rows]
+        return [
+            {
+                "path": urllib.parse.unquote(r["path"]),
+                "size": int(r["size_bytes"]),
+                "partition": dict(r.get("partition") or {}),
+            }
+            for r in rows
+        ]
 
     # -- optimize -----------------------------------------------------------------------
 
-    def compact(self, ref: TableRef, *, where: Predicate | None, zorder: list[str] | None, dry_run: bool,
-                properties: Mapping[str, str], coarsen: bool = True) -> MaintenanceResult:
+    def compact(
+        self,
+        ref: TableRef,
+        *,
+        where: Predicate | None,
+        zorder: list[str] | None,
+        dry_run: bool,
+        properties: Mapping[str, str],
+        coarsen: bool = True,
+    ) -> MaintenanceResult:
         """Bin-pack small files per partition (``coarsen`` has no effect: Delta partitions
         are folders, a file never spans two of them)."""
         dt = self._require(ref)
@@ -154,8 +175,13 @@ class DeltaMaintenance:
         estimate = _estimate(in_scope, part_cols, zorder is not None)
         n_after = len(files) - len(in_scope) + estimate
         if dry_run or estimate == len(in_scope):
-            return MaintenanceResult(before, None, len(files), n_after if dry_run else len(files),
-                                     detail=None if dry_run else "nothing to compact")
+            return MaintenanceResult(
+                before,
+                None,
+                len(files),
+                n_after if dry_run else len(files),
+                detail=None if dry_run else "nothing to compact",
+            )
         props = self._props(properties)
         try:
             for flt in filters:
@@ -163,41 +189,54 @@ class DeltaMaintenance:
                     dt.optimize.z_order(zorder, partition_filters=flt, commit_properties=props)
                 else:
                     dt.optimize.compact(partition_filters=flt, commit_properties=props)
-        except Exception as exc:  # noqa: BLE001 - translate library errors
+        except Exception as exc:
             raise _translate(exc, ref, "optimizing") from exc
         dt = self._require(ref)
         after = str(dt.version())
-        return MaintenanceResult(before, after if after != before else None, len(files), len(self.live_files(ref)))
+        return MaintenanceResult(
+            before, after if after != before else None, len(files), len(self.live_files(ref))
+        )
 
     # -- vacuum -------------------------------------------------------------------------
 
-    def vacuum(self, ref: TableRef, *, keep: set[str], older_than: float, dry_run: bool) -> MaintenanceResult:
+    def vacuum(
+        self, ref: TableRef, *, keep: set[str], older_than: float, dry_run: bool
+    ) -> MaintenanceResult:
         dt = self._require(ref)
         before = str(dt.version())
         available = {int(v) for v, _ in self.versions(ref)}
         keep_versions = sorted({int(v) for v in keep if str(v).isdigit() and int(v) in available})
-        hours = max(0, math.ceil((time.time() - older_than) / 3600.0))
-        kwargs = {"retention_hours": hours, "enforce_retention_duration": False,
-                  # orphans (not in the log) only with at least an hour of retention: an
-                  # in-flight stage of a running materialize is younger than that
-                  "full": hours >= 1, "keep_versions": keep_versions or None}
+        # whole hours (delta-rs' unit), rounded up: never less retention than asked for
+        hours = max(0, math.ceil((time.time() - older_than) / 3600.0 - 0.01))
+        kwargs = {
+            "retention_hours": hours,
+            "enforce_retention_duration": False,
+            # orphans (not in the log) only with at least an hour of retention: an
+            # in-flight stage of a running materialize is younger than that
+            "full": hours >= 1,
+            "keep_versions": keep_versions or None,
+        }
         try:
             paths = dt.vacuum(dry_run=True, **kwargs)
-            sizes = {f.uri[len(ref.uri.rstrip("/")) + 1:]: f.size for f in list_files(ref.uri, ref.storage_options)}
+            sizes = {
+                f.uri[len(ref.uri.rstrip("/")) + 1 :]: f.size
+                for f in list_files(ref.uri, ref.storage_options)
+            }
             removed = [urllib.parse.unquote(p) for p in paths]
             nbytes = sum(sizes.get(p, 0) for p in removed)
             if not dry_run and removed:
                 removed = [urllib.parse.unquote(p) for p in dt.vacuum(dry_run=False, **kwargs)]
                 nbytes = sum(sizes.get(p, 0) for p in removed)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _translate(exc, ref, "vacuuming") from exc
         after = None if dry_run or not removed else str(self._require(ref).version())
         return MaintenanceResult(before, after, files_removed=len(removed), bytes_removed=nbytes)
 
     # -- erasure ------------------------------------------------------------------------
 
-    def delete_where(self, ref: TableRef, match: Callable[[pa.Table], Any],
-                     properties: Mapping[str, str]) -> MaintenanceResult:
+    def delete_where(
+        self, ref: TableRef, match: Callable[[pa.Table], Any], properties: Mapping[str, str]
+    ) -> MaintenanceResult:
         """Rewrite the files holding rows ``match`` selects, without those rows, in one commit."""
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -234,26 +273,45 @@ class DeltaMaintenance:
         adds: list[Any] = []
         try:
             if kept:
-                dl.write_deltalake(suri, pa.concat_tables(kept), mode="overwrite", partition_by=part_cols or None,
-                                   storage_options=opts)
+                dl.write_deltalake(
+                    suri,
+                    pa.concat_tables(kept),
+                    mode="overwrite",
+                    partition_by=part_cols or None,
+                    storage_options=opts,
+                )
                 adds = _adds(dl.DeltaTable(suri, storage_options=opts), f"{STAGE_DIR}/{stage_id}")
             now = int(time.time() * 1000)
             removes = []
             for path in hit:
                 info = live.get(path)
-                pv = {k: encode_partition_value(v) for k, v in ((info or {}).get("partition") or {}).items()}
-                removes.append(RemoveAction(path, True, now, int((info or {}).get("size") or 0), pv))
+                pv = {
+                    k: encode_partition_value(v)
+                    for k, v in ((info or {}).get("partition") or {}).items()
+                }
+                removes.append(
+                    RemoveAction(path, True, now, int((info or {}).get("size") or 0), pv)
+                )
             props = self._props({**properties, "step_id": stage_id})
-            dt.create_write_transaction(removes + adds, mode="append", schema=dt.schema(),
-                                        partition_by=part_cols or None, commit_properties=props)
-        except Exception as exc:  # noqa: BLE001
+            dt.create_write_transaction(
+                removes + adds,
+                mode="append",
+                schema=dt.schema(),
+                partition_by=part_cols or None,
+                commit_properties=props,
+            )
+        except Exception as exc:
             delete_tree(suri, ref.storage_options)
             raise _translate(exc, ref, "deleting rows from") from exc
         delete_tree(f"{suri}/_delta_log", ref.storage_options)
         after = str(self._require(ref).version())
-        return MaintenanceResult(before, after, files_before=len(hit), files_after=len(adds), rows=deleted)
+        return MaintenanceResult(
+            before, after, files_before=len(hit), files_after=len(adds), rows=deleted
+        )
 
-    def purge(self, ref: TableRef, *, keep: set[str], properties: Mapping[str, str]) -> MaintenanceResult:
+    def purge(
+        self, ref: TableRef, *, keep: set[str], properties: Mapping[str, str]
+    ) -> MaintenanceResult:
         """Remove every version but the current one (``keep`` cannot be honoured: a Delta
         version is readable only with the whole log before it)."""
         dt = self._require(ref)
@@ -262,21 +320,28 @@ class DeltaMaintenance:
         live = {f["path"] for f in self.live_files(ref)}
         root = ref.uri.rstrip("/")
         listing = list_files(ref.uri, ref.storage_options)
-        rel = {f.uri[len(root) + 1:]: f for f in listing}
-        running_stages = {p.split("/")[1] for p in rel if p.startswith("lakehouse-stage/")
-                          and p.split("/")[2:3] == ["_delta_log"]}
+        rel = {f.uri[len(root) + 1 :]: f for f in listing}
+        running_stages = {
+            p.split("/")[1]
+            for p in rel
+            if p.startswith("lakehouse-stage/") and p.split("/")[2:3] == ["_delta_log"]
+        }
         doomed = []
         for path, f in rel.items():
             if path.startswith("_delta_log/") or path in live:
                 continue
             parts = path.split("/")
-            if parts[0] == "lakehouse-stage" and len(parts) > 2 and parts[1] in running_stages \
-                    and (f.mtime or 0) >= started - 3600:
+            if (
+                parts[0] == "lakehouse-stage"
+                and len(parts) > 2
+                and parts[1] in running_stages
+                and (f.mtime or 0) >= started - 3600
+            ):
                 continue  # a stage being written right now by a running materialize
             doomed.append(f)
         try:
             dt.create_checkpoint()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _translate(exc, ref, "checkpointing") from exc
         for path, f in rel.items():
             if not path.startswith("_delta_log/"):
@@ -285,21 +350,25 @@ class DeltaMaintenance:
             if m and int(m.group(1)) < current:
                 doomed.append(f)
         delete_files((f.uri for f in doomed), ref.storage_options)
-        return MaintenanceResult(str(current), None, files_removed=len(doomed),
-                                 bytes_removed=sum(f.size for f in doomed))
+        return MaintenanceResult(
+            str(current), None, files_removed=len(doomed), bytes_removed=sum(f.size for f in doomed)
+        )
 
-    def delete_partitions(self, ref: TableRef, where: Predicate, properties: Mapping[str, str]) -> MaintenanceResult:
+    def delete_partitions(
+        self, ref: TableRef, where: Predicate, properties: Mapping[str, str]
+    ) -> MaintenanceResult:
         from ..partitions import predicate_sql
 
         dt = self._require(ref)
         before = str(dt.version())
         try:
             res = dt.delete(predicate_sql(where), commit_properties=self._props(properties))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _translate(exc, ref, "wiping partitions of") from exc
         after = str(self._require(ref).version())
-        return MaintenanceResult(before, after if after != before else None,
-                                 rows=int(res.get("num_deleted_rows") or 0))
+        return MaintenanceResult(
+            before, after if after != before else None, rows=int(res.get("num_deleted_rows") or 0)
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -311,8 +380,11 @@ class DeltaMaintenance:
 
     def rename(self, old: TableRef, new: TableRef) -> None:
         if self._open(new) is not None:
-            raise StorageError(f"a Delta table already exists at {new.uri}", asset=new.asset,
-                               hint=f"drop it first (lake.drop({new.asset!r})) or choose another name")
+            raise StorageError(
+                f"a Delta table already exists at {new.uri}",
+                asset=new.asset,
+                hint=f"drop it first (lake.drop({new.asset!r})) or choose another name",
+            )
         move_tree(old.uri, new.uri, old.storage_options)
 
 
@@ -325,10 +397,16 @@ def _translate(exc: Exception, ref: TableRef, what: str) -> Exception:
     dl = _dl()
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, dl.exceptions.CommitFailedError) or "conflict" in text.lower():
-        return CommitConflictError(f"a concurrent writer committed first while {what} the table: {text}",
-                                   asset=ref.asset, hint="retry when no materialization writes this asset")
-    return StorageError(f"{what} the Delta table at {ref.uri} failed: {type(exc).__name__}: {text}",
-                        asset=ref.asset, hint="check that the storage is reachable and writable")
+        return CommitConflictError(
+            f"a concurrent writer committed first while {what} the table: {text}",
+            asset=ref.asset,
+            hint="retry when no materialization writes this asset",
+        )
+    return StorageError(
+        f"{what} the Delta table at {ref.uri} failed: {type(exc).__name__}: {text}",
+        asset=ref.asset,
+        hint="check that the storage is reachable and writable",
+    )
 
 
 def _text(value: Any) -> str:
@@ -341,9 +419,9 @@ def _partition_filters(where: Predicate | None, part_cols: list[str]) -> list[An
     """delta-rs partition filters (one conjunction each) for a neutral predicate."""
     if where is None:
         return [None]
-    out = []
+    out: list[Any] = []
     for conj in where:
-        flt = []
+        flt: list[tuple[str, str, Any]] = []
         for clause in conj:
             if clause.column not in part_cols:
                 return [None]  # not a partition column: compact the whole table

@@ -8,6 +8,7 @@ get (:func:`lakehouse.storage.uri.resolve` for S3).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,7 @@ def filesystem(uri: str, options: Mapping[str, str] | None = None) -> tuple[Any,
 
     kind = scheme(uri)
     if kind == "file":
-        path = uri[len("file://"):] if uri.startswith("file://") else uri
+        path = uri[len("file://") :] if uri.startswith("file://") else uri
         return pafs.LocalFileSystem(), path
     if kind in ("s3", "s3a"):
         aws = resolve(uri, options)
@@ -54,7 +55,7 @@ def filesystem(uri: str, options: Mapping[str, str] | None = None) -> tuple[Any,
 
 def _join(base_uri: str, base_path: str, path: str) -> str:
     """The URI of ``path`` (a path inside the filesystem of ``base_uri``)."""
-    rel = path[len(base_path):].lstrip("/") if path.startswith(base_path) else path
+    rel = path[len(base_path) :].lstrip("/") if path.startswith(base_path) else path
     return f"{base_uri.rstrip('/')}/{rel}" if rel else base_uri
 
 
@@ -66,7 +67,9 @@ def list_files(uri: str, options: Mapping[str, str] | None = None) -> list[Store
     try:
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
     except OSError as exc:
-        raise StorageError(f"cannot list {uri}: {exc}", hint="check that the storage is reachable") from exc
+        raise StorageError(
+            f"cannot list {uri}: {exc}", hint="check that the storage is reachable"
+        ) from exc
     out = []
     for info in infos:
         if info.type != pafs.FileType.File:
@@ -86,7 +89,11 @@ def delete_files(uris: Iterable[str], options: Mapping[str, str] | None = None) 
         if key not in cache:
             cache[key] = filesystem(uri, options)[0]
         fs = cache[key]
-        path = filesystem(uri, options)[1] if key == "file" or uri.startswith("file://") else uri.split("://", 1)[1]
+        path = (
+            filesystem(uri, options)[1]
+            if key == "file" or uri.startswith("file://")
+            else uri.split("://", 1)[1]
+        )
         try:
             fs.delete_file(path)
             done += 1
@@ -96,7 +103,9 @@ def delete_files(uris: Iterable[str], options: Mapping[str, str] | None = None) 
             text = str(exc).lower()
             if "not found" in text or "does not exist" in text or "no such" in text:
                 continue
-            raise StorageError(f"cannot delete {uri}: {exc}", hint="check write permissions on the storage") from exc
+            raise StorageError(
+                f"cannot delete {uri}: {exc}", hint="check write permissions on the storage"
+            ) from exc
     return done
 
 
@@ -105,10 +114,8 @@ def delete_tree(uri: str, options: Mapping[str, str] | None = None) -> tuple[int
     files = list_files(uri, options)
     delete_files((f.uri for f in files), options)
     fs, path = filesystem(uri, options)
-    try:
+    with contextlib.suppress(FileNotFoundError, OSError):
         fs.delete_dir(path)
-    except (FileNotFoundError, OSError):
-        pass
     return len(files), sum(f.size for f in files)
 
 
@@ -129,7 +136,7 @@ def move_tree(src: str, dst: str, options: Mapping[str, str] | None = None) -> i
         return n
     files = list_files(src, options)
     for f in files:
-        rel = f.uri[len(src.rstrip("/")) + 1:]
+        rel = f.uri[len(src.rstrip("/")) + 1 :]
         fs.copy_file(f.uri.split("://", 1)[1], f"{dst_path.rstrip('/')}/{rel}")
     delete_files((f.uri for f in files), options)
     return len(files)

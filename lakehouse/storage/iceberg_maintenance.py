@@ -70,7 +70,10 @@ class IcebergMaintenance:
         tbl = self._fmt()._load(ref)
         if tbl is None:
             return []
-        return sorted(((str(s.snapshot_id), s.timestamp_ms / 1000.0) for s in tbl.snapshots()), key=lambda v: v[1])
+        return sorted(
+            ((str(s.snapshot_id), s.timestamp_ms / 1000.0) for s in tbl.snapshots()),
+            key=lambda v: v[1],
+        )
 
     def unchanged(self, ref: TableRef, since: str, until: str) -> bool:
         """Whether every snapshot after ``since`` up to ``until`` (on the main branch) was
@@ -82,10 +85,16 @@ class IcebergMaintenance:
             return False
         snap = tbl.snapshot_by_id(int(until))
         while snap is not None and str(snap.snapshot_id) != str(since):
-            extra = dict(snap.summary.additional_properties or {}) if snap.summary is not None else {}
+            extra = (
+                dict(snap.summary.additional_properties or {}) if snap.summary is not None else {}
+            )
             if PROVENANCE_PREFIX + "maintenance" not in extra:
                 return False
-            snap = tbl.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id is not None else None
+            snap = (
+                tbl.snapshot_by_id(snap.parent_snapshot_id)
+                if snap.parent_snapshot_id is not None
+                else None
+            )
         return snap is not None
 
     def live_files(self, ref: TableRef) -> list[dict[str, Any]]:
@@ -93,13 +102,27 @@ class IcebergMaintenance:
         if tbl is None or tbl.current_snapshot() is None:
             return []
         snapshot_id = int(ref.version) if ref.version is not None else None
-        return [{"path": t.file.file_path, "size": int(t.file.file_size_in_bytes),
-                 "partition": _partition_dict(tbl, t.file)} for t in tbl.scan(snapshot_id=snapshot_id).plan_files()]
+        return [
+            {
+                "path": t.file.file_path,
+                "size": int(t.file.file_size_in_bytes),
+                "partition": _partition_dict(tbl, t.file),
+            }
+            for t in tbl.scan(snapshot_id=snapshot_id).plan_files()
+        ]
 
     # -- optimize -----------------------------------------------------------------------
 
-    def compact(self, ref: TableRef, *, where: Predicate | None, zorder: list[str] | None, dry_run: bool,
-                properties: Mapping[str, str], coarsen: bool = True) -> MaintenanceResult:
+    def compact(
+        self,
+        ref: TableRef,
+        *,
+        where: Predicate | None,
+        zorder: list[str] | None,
+        dry_run: bool,
+        properties: Mapping[str, str],
+        coarsen: bool = True,
+    ) -> MaintenanceResult:
         from pyiceberg.expressions import AlwaysTrue
 
         from .iceberg import _expression
@@ -111,10 +134,17 @@ class IcebergMaintenance:
         before = str(snap.snapshot_id)
         all_tasks = list(tbl.scan().plan_files())
         row_filter = _expression(where, tbl.schema()) if where is not None else AlwaysTrue()
-        tasks = list(tbl.scan(row_filter=row_filter).plan_files()) if where is not None else all_tasks
+        tasks = (
+            list(tbl.scan(row_filter=row_filter).plan_files()) if where is not None else all_tasks
+        )
         if any(t.delete_files for t in tasks):
-            return MaintenanceResult(before, None, len(all_tasks), len(all_tasks),
-                                     detail="has delete files: not compacted")
+            return MaintenanceResult(
+                before,
+                None,
+                len(all_tasks),
+                len(all_tasks),
+                detail="has delete files: not compacted",
+            )
         target = _target_size(tbl)
         step = _coarsening(tbl, tasks) if coarsen and where is None else None
         groups: dict[Any, list[Any]] = {}
@@ -131,12 +161,19 @@ class IcebergMaintenance:
                     chosen = g if zorder else small
                     rewrite.extend(chosen)
                     batches.append(chosen)
-        estimate = sum(max(1, math.ceil(sum(t.file.file_size_in_bytes for t in b) / target)) for b in batches)
+        estimate = sum(
+            max(1, math.ceil(sum(t.file.file_size_in_bytes for t in b) / target)) for b in batches
+        )
         n_after = len(all_tasks) - len(rewrite) + estimate
         note = f"partition spec {step[1]} -> {step[0]}" if step is not None else None
         if dry_run or not rewrite:
-            return MaintenanceResult(before, None, len(all_tasks), n_after if dry_run else len(all_tasks),
-                                     detail=note if dry_run else "nothing to compact")
+            return MaintenanceResult(
+                before,
+                None,
+                len(all_tasks),
+                n_after if dry_run else len(all_tasks),
+                detail=note if dry_run else "nothing to compact",
+            )
         from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
         from pyiceberg.table.snapshots import Operation
         from pyiceberg.table.update.snapshot import _OverwriteFiles
@@ -147,64 +184,106 @@ class IcebergMaintenance:
                 _evolve_spec(txn, tbl, step[0])
             write_uuid = uuid.uuid4()
             counter = itertools.count(0)
-            new_files = []
+            new_files: list[Any] = []
             for batch in batches:
-                data = ArrowScan(table_metadata=tbl.metadata, io=tbl.io, projected_schema=tbl.schema(),
-                                 row_filter=AlwaysTrue()).to_table(tasks=batch)
+                data = ArrowScan(
+                    table_metadata=tbl.metadata,
+                    io=tbl.io,
+                    projected_schema=tbl.schema(),
+                    row_filter=AlwaysTrue(),
+                ).to_table(tasks=batch)
                 if zorder:
                     data = data.sort_by([(c, "ascending") for c in zorder])
                 if data.num_rows:
-                    new_files.extend(_dataframe_to_data_files(table_metadata=txn.table_metadata, df=data, io=tbl.io,
-                                                              write_uuid=write_uuid, counter=counter))
-            producer = _OverwriteFiles(operation=Operation.OVERWRITE, transaction=txn, io=tbl.io,
-                                       snapshot_properties=self._props(properties))
+                    new_files.extend(
+                        _dataframe_to_data_files(
+                            table_metadata=txn.table_metadata,
+                            df=data,
+                            io=tbl.io,
+                            write_uuid=write_uuid,
+                            counter=counter,
+                        )
+                    )
+            producer = _OverwriteFiles(
+                operation=Operation.OVERWRITE,
+                transaction=txn,
+                io=tbl.io,
+                snapshot_properties=self._props(properties),
+            )
             with producer:
                 for t in rewrite:
                     producer.delete_data_file(t.file)
                 for f in new_files:
                     producer.append_data_file(f)
             txn.commit_transaction()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _translate(exc, ref, "compacting") from None
         tbl = self._require(ref)
         after = tbl.current_snapshot()
         n = len(list(tbl.scan().plan_files()))
-        return MaintenanceResult(before, str(after.snapshot_id) if after is not None else None, len(all_tasks), n,
-                                 detail=note)
+        return MaintenanceResult(
+            before,
+            str(after.snapshot_id) if after is not None else None,
+            len(all_tasks),
+            n,
+            detail=note,
+        )
 
     # -- vacuum -------------------------------------------------------------------------
 
-    def vacuum(self, ref: TableRef, *, keep: set[str], older_than: float, dry_run: bool) -> MaintenanceResult:
+    def vacuum(
+        self, ref: TableRef, *, keep: set[str], older_than: float, dry_run: bool
+    ) -> MaintenanceResult:
         tbl = self._require(ref)
         snap = tbl.current_snapshot()
         before = str(snap.snapshot_id) if snap is not None else None
         cutoff_ms = older_than * 1000.0
         protected = {r.snapshot_id for r in tbl.metadata.refs.values()}
-        kept_ids = {s.snapshot_id for s in tbl.snapshots()
-                    if s.timestamp_ms >= cutoff_ms or s.snapshot_id in protected or str(s.snapshot_id) in keep}
+        kept_ids = {
+            s.snapshot_id
+            for s in tbl.snapshots()
+            if s.timestamp_ms >= cutoff_ms
+            or s.snapshot_id in protected
+            or str(s.snapshot_id) in keep
+        }
         expire = [s for s in tbl.snapshots() if s.snapshot_id not in kept_ids]
-        old_meta = [m.metadata_file for m in tbl.metadata.metadata_log if m.timestamp_ms < cutoff_ms]
-        doomed = _unreferenced(tbl, expire, [s for s in tbl.snapshots() if s.snapshot_id in kept_ids])
+        old_meta = [
+            m.metadata_file for m in tbl.metadata.metadata_log if m.timestamp_ms < cutoff_ms
+        ]
+        doomed = _unreferenced(
+            tbl, expire, [s for s in tbl.snapshots() if s.snapshot_id in kept_ids]
+        )
         doomed.extend(p for p in old_meta if p != tbl.metadata_location)
         sizes = {f.uri: f.size for f in list_files(tbl.location(), ref.storage_options)}
         doomed = [p for p in dict.fromkeys(doomed) if p in sizes]
         nbytes = sum(sizes[p] for p in doomed)
         if dry_run or (not expire and not doomed):
-            return MaintenanceResult(before, None, files_removed=len(doomed), bytes_removed=nbytes,
-                                     detail=f"{len(expire)} snapshot(s) expire")
+            return MaintenanceResult(
+                before,
+                None,
+                files_removed=len(doomed),
+                bytes_removed=nbytes,
+                detail=f"{len(expire)} snapshot(s) expire",
+            )
         try:
             if expire:
                 tbl.maintenance.expire_snapshots().by_ids([s.snapshot_id for s in expire]).commit()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _translate(exc, ref, "expiring snapshots of") from None
         delete_files(doomed, ref.storage_options)
-        return MaintenanceResult(before, None, files_removed=len(doomed), bytes_removed=nbytes,
-                                 detail=f"{len(expire)} snapshot(s) expired")
+        return MaintenanceResult(
+            before,
+            None,
+            files_removed=len(doomed),
+            bytes_removed=nbytes,
+            detail=f"{len(expire)} snapshot(s) expired",
+        )
 
     # -- erasure ------------------------------------------------------------------------
 
-    def delete_where(self, ref: TableRef, match: Callable[[pa.Table], Any],
-                     properties: Mapping[str, str]) -> MaintenanceResult:
+    def delete_where(
+        self, ref: TableRef, match: Callable[[pa.Table], Any], properties: Mapping[str, str]
+    ) -> MaintenanceResult:
         import pyarrow.compute as pc
         from pyiceberg.expressions import AlwaysTrue
         from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
@@ -222,33 +301,57 @@ class IcebergMaintenance:
         counter = itertools.count(0)
         try:
             for task in tbl.scan().plan_files():
-                data = ArrowScan(table_metadata=tbl.metadata, io=tbl.io, projected_schema=tbl.schema(),
-                                 row_filter=AlwaysTrue()).to_table(tasks=[task])
+                data = ArrowScan(
+                    table_metadata=tbl.metadata,
+                    io=tbl.io,
+                    projected_schema=tbl.schema(),
+                    row_filter=AlwaysTrue(),
+                ).to_table(tasks=[task])
                 mask = pc.fill_null(match(data), False)
                 n = int(pc.sum(mask).as_py() or 0)
                 if not n:
                     continue
                 deleted += n
                 rest = data.filter(pc.invert(mask))
-                new = list(_dataframe_to_data_files(table_metadata=tbl.metadata, df=rest, io=tbl.io,
-                                                    write_uuid=write_uuid, counter=counter)) if rest.num_rows else []
+                new = (
+                    list(
+                        _dataframe_to_data_files(
+                            table_metadata=tbl.metadata,
+                            df=rest,
+                            io=tbl.io,
+                            write_uuid=write_uuid,
+                            counter=counter,
+                        )
+                    )
+                    if rest.num_rows
+                    else []
+                )
                 replaced.append((task.file, new))
             if not replaced:
                 return MaintenanceResult(before, None, rows=0)
             txn = tbl.transaction()
-            producer = _OverwriteFiles(operation=Operation.OVERWRITE, transaction=txn, io=tbl.io,
-                                       snapshot_properties=self._props(properties))
+            producer = _OverwriteFiles(
+                operation=Operation.OVERWRITE,
+                transaction=txn,
+                io=tbl.io,
+                snapshot_properties=self._props(properties),
+            )
             with producer:
                 for old, new in replaced:
                     producer.delete_data_file(old)
                     for f in new:
                         producer.append_data_file(f)
             txn.commit_transaction()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _translate(exc, ref, "deleting rows from") from None
         after = self._require(ref).current_snapshot()
-        return MaintenanceResult(before, str(after.snapshot_id), files_before=len(replaced),
-                                 files_after=sum(len(n) for _, n in replaced), rows=deleted)
+        return MaintenanceResult(
+            before,
+            str(after.snapshot_id),
+            files_before=len(replaced),
+            files_after=sum(len(n) for _, n in replaced),
+            rows=deleted,
+        )
 
     def seal(self, ref: TableRef, properties: Mapping[str, str]) -> str:
         """A new snapshot whose manifests list only the live files (no entries of deleted
@@ -259,11 +362,13 @@ class IcebergMaintenance:
             with _rewrite_manifests(txn, tbl.io, self._props(properties)):
                 pass
             txn.commit_transaction()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _translate(exc, ref, "rewriting the manifests of") from None
         return str(self._require(ref).current_snapshot().snapshot_id)
 
-    def purge(self, ref: TableRef, *, keep: set[str], properties: Mapping[str, str]) -> MaintenanceResult:
+    def purge(
+        self, ref: TableRef, *, keep: set[str], properties: Mapping[str, str]
+    ) -> MaintenanceResult:
         started = time.time()
         tbl = self._require(ref)
         if tbl.current_snapshot() is None:
@@ -272,22 +377,34 @@ class IcebergMaintenance:
         after = self.seal(ref, properties)
         tbl = self._require(ref)
         protected = {r.snapshot_id for r in tbl.metadata.refs.values()}
-        kept = [s for s in tbl.snapshots() if str(s.snapshot_id) in keep or s.snapshot_id in protected
-                or str(s.snapshot_id) == after]
+        kept = [
+            s
+            for s in tbl.snapshots()
+            if str(s.snapshot_id) in keep
+            or s.snapshot_id in protected
+            or str(s.snapshot_id) == after
+        ]
         expire = [s.snapshot_id for s in tbl.snapshots() if s not in kept]
         try:
             if expire:
                 tbl.maintenance.expire_snapshots().by_ids(expire).commit()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _translate(exc, ref, "expiring snapshots of") from None
         tbl = self._require(ref)
         needed = {tbl.metadata_location} | _reachable(tbl, tbl.snapshots())
-        doomed = [f for f in list_files(tbl.location(), ref.storage_options)
-                  if f.uri not in needed and (f.mtime is None or f.mtime < started)]
+        doomed = [
+            f
+            for f in list_files(tbl.location(), ref.storage_options)
+            if f.uri not in needed and (f.mtime is None or f.mtime < started)
+        ]
         delete_files((f.uri for f in doomed), ref.storage_options)
-        return MaintenanceResult(before, after, files_removed=len(doomed), bytes_removed=sum(f.size for f in doomed))
+        return MaintenanceResult(
+            before, after, files_removed=len(doomed), bytes_removed=sum(f.size for f in doomed)
+        )
 
-    def delete_partitions(self, ref: TableRef, where: Predicate, properties: Mapping[str, str]) -> MaintenanceResult:
+    def delete_partitions(
+        self, ref: TableRef, where: Predicate, properties: Mapping[str, str]
+    ) -> MaintenanceResult:
         import warnings
 
         from .iceberg import _expression
@@ -299,13 +416,17 @@ class IcebergMaintenance:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "Delete operation did not match any records"
-                tbl.delete(_expression(where, tbl.schema()), snapshot_properties=self._props(properties))
-        except Exception as exc:  # noqa: BLE001
+                tbl.delete(
+                    _expression(where, tbl.schema()), snapshot_properties=self._props(properties)
+                )
+        except Exception as exc:
             raise _translate(exc, ref, "wiping partitions of") from None
         snap = self._require(ref).current_snapshot()
         after = str(snap.snapshot_id) if snap is not None else None
         rows_after = int((snap.summary or {}).get("total-records") or 0) if snap is not None else 0
-        return MaintenanceResult(before, after if after != before else None, rows=max(0, rows_before - rows_after))
+        return MaintenanceResult(
+            before, after if after != before else None, rows=max(0, rows_before - rows_after)
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -315,11 +436,13 @@ class IcebergMaintenance:
         tbl = self._fmt()._load(ref)
         if tbl is None:
             return MaintenanceResult()
-        before = str(tbl.current_snapshot().snapshot_id) if tbl.current_snapshot() is not None else None
+        before = (
+            str(tbl.current_snapshot().snapshot_id) if tbl.current_snapshot() is not None else None
+        )
         location = tbl.location()
         try:
             _catalog(ref).drop_table(identifier(ref))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _translate(exc, ref, "dropping") from None
         files, nbytes = delete_tree(location, ref.storage_options)
         return MaintenanceResult(before, None, files_removed=files, bytes_removed=nbytes)
@@ -332,7 +455,7 @@ class IcebergMaintenance:
         try:
             cat.create_namespace_if_not_exists(target[:-1])
             cat.rename_table(identifier(old), target)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _translate(exc, old, "renaming") from None
 
 
@@ -346,18 +469,28 @@ def _translate(exc: BaseException, ref: TableRef, what: str) -> Exception:
         return exc
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, CommitFailedException) or "validation" in type(exc).__name__.lower():
-        return CommitConflictError(f"a concurrent writer committed first while {what} the table: {text}",
-                                   asset=ref.asset, hint="retry when no materialization writes this asset")
-    return StorageError(f"{what} the Iceberg table of {ref.uri} failed: {type(exc).__name__}: {text}",
-                        asset=ref.asset, hint="check that the storage and the Iceberg catalog are reachable")
+        return CommitConflictError(
+            f"a concurrent writer committed first while {what} the table: {text}",
+            asset=ref.asset,
+            hint="retry when no materialization writes this asset",
+        )
+    return StorageError(
+        f"{what} the Iceberg table of {ref.uri} failed: {type(exc).__name__}: {text}",
+        asset=ref.asset,
+        hint="check that the storage and the Iceberg catalog are reachable",
+    )
 
 
 def _target_size(tbl: Any) -> int:
     from pyiceberg.table import TableProperties
 
     try:
-        return int(tbl.properties.get(TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
-                                      TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT))
+        return int(
+            tbl.properties.get(
+                TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
+                TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
+            )
+        )
     except (TypeError, ValueError):
         return 512 * 1024 * 1024
 
@@ -375,7 +508,7 @@ def _partition_dict(tbl: Any, data_file: Any) -> dict[str, Any]:
     if spec is None:
         return {}
     key = _partition_key(data_file)
-    return {f.name: v for f, v in zip(spec.fields, key)}
+    return {f.name: v for f, v in zip(spec.fields, key, strict=False)}
 
 
 def _coarsening(tbl: Any, tasks: list[Any]) -> tuple[str, str] | None:
@@ -400,7 +533,7 @@ def _evolve_spec(txn: Any, tbl: Any, transform: str) -> None:
 
     field = tbl.spec().fields[0]
     source = tbl.schema().find_column_name(field.source_id)
-    new = {"day": DayTransform(), "month": MonthTransform()}[transform]
+    new: Any = DayTransform() if transform == "day" else MonthTransform()
     with txn.update_spec() as upd:
         upd.remove_field(field.name)
         upd.add_field(source, new, f"{source}_{transform}")
@@ -461,6 +594,8 @@ def _rewrite_manifests(txn: Any, io: Any, properties: Mapping[str, str]) -> Any:
             if self._parent_snapshot_id is None:
                 return []
             parent = self._transaction.table_metadata.snapshot_by_id(self._parent_snapshot_id)
+            if parent is None:
+                return []
             groups: dict[int, list[Any]] = {}
             out: list[Any] = []
             for manifest in parent.manifests(io=self._io):
@@ -472,12 +607,18 @@ def _rewrite_manifests(txn: Any, io: Any, properties: Mapping[str, str]) -> Any:
             for spec_id, entries in sorted(groups.items()):
                 with self.new_manifest_writer(self.spec(spec_id)) as writer:
                     for e in entries:
-                        writer.add_entry(ManifestEntry.from_args(
-                            status=ManifestEntryStatus.EXISTING, snapshot_id=e.snapshot_id,
-                            sequence_number=e.sequence_number, file_sequence_number=e.file_sequence_number,
-                            data_file=e.data_file))
+                        writer.add_entry(
+                            ManifestEntry.from_args(
+                                status=ManifestEntryStatus.EXISTING,
+                                snapshot_id=e.snapshot_id,
+                                sequence_number=e.sequence_number,
+                                file_sequence_number=e.file_sequence_number,
+                                data_file=e.data_file,
+                            )
+                        )
                 out.append(writer.to_manifest_file())
             return out
 
-    return _RewriteManifests(operation=Operation.OVERWRITE, transaction=txn, io=io,
-                             snapshot_properties=dict(properties))
+    return _RewriteManifests(
+        operation=Operation.OVERWRITE, transaction=txn, io=io, snapshot_properties=dict(properties)
+    )
