@@ -150,18 +150,32 @@ def project_source() -> str:
         ps = parents(i)
         k = "pl.arange(0, 1000, eager=True)"
         if not ps:
-            lines += [f"@lh.asset(name='a{i}')", f"def a{i}():", f"    return pl.DataFrame({{'k': {k}, 'v': {k} * {i}}})", ""]
+            lines += [
+                f"@lh.asset(name='a{i}')",
+                f"def a{i}():",
+                f"    return pl.DataFrame({{'k': {k}, 'v': {k} * {i}}})",
+                "",
+            ]
         else:
             args = ", ".join(f"a{p}: pl.LazyFrame" for p in ps)
             expr = " + ".join(f"a{p}.select('v').collect()['v']" for p in ps)
-            lines += [f"@lh.asset(name='a{i}')", f"def a{i}({args}):",
-                      f"    return pl.DataFrame({{'k': {k}, 'v': ({expr}) + {i}}})", ""]
+            lines += [
+                f"@lh.asset(name='a{i}')",
+                f"def a{i}({args}):",
+                f"    return pl.DataFrame({{'k': {k}, 'v': ({expr}) + {i}}})",
+                "",
+            ]
     return "\n".join(lines)
 
 
 def run(code: str, cfg: dict[str, object]) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(cfg)], capture_output=True, text=True, cwd=ROOT,
-                         timeout=1800)
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=1800,
+    )
     if out.returncode:
         raise SystemExit(out.stderr[-4000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -181,10 +195,20 @@ class S3:
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.server.start()
         self.endpoint = f"http://127.0.0.1:{port}"
-        self.options = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
-                        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-        boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                     aws_secret_access_key="testing").create_bucket(Bucket="bench")
+        self.options = {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+        boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_bucket(Bucket="bench")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -192,21 +216,32 @@ class S3:
 
 
 def measure(fmt: str, storage: str, s3: S3 | None, repeat: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"raw_graph": [], "lake_graph": [], "noop": [], "raw_days": [], "lake_days": []}
+    out: dict[str, list[float]] = {
+        "raw_graph": [],
+        "lake_graph": [],
+        "noop": [],
+        "raw_days": [],
+        "lake_days": [],
+    }
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp:
             proj = Path(tmp) / "project.py"
             proj.write_text(project_source())
 
-            def cfg(kind: str) -> dict[str, object]:
+            def cfg(kind: str, proj: Path = proj) -> dict[str, object]:
                 if storage == "s3":
                     assert s3 is not None
                     wh = f"s3://bench/{kind}-{uuid.uuid4().hex[:8]}"
                     so = s3.options
                 else:
                     wh, so = f"{tmp}/{kind}", {}
-                return {"format": fmt, "warehouse": wh, "so": so, "state": f"{tmp}/{kind}-state",
-                        "project": str(proj)}
+                return {
+                    "format": fmt,
+                    "warehouse": wh,
+                    "so": so,
+                    "state": f"{tmp}/{kind}-state",
+                    "project": str(proj),
+                }
 
             out["raw_graph"].append(run(RAW_GRAPH, cfg("raw-graph"))["seconds"])
             lake = run(LAKE_GRAPH, cfg("lake-graph"))
@@ -231,11 +266,15 @@ def main() -> None:
             print(f"== {fmt} on {storage} (baseline: {raw} on the same storage)")
             g, gb = med(r["lake_graph"]), med(r["raw_graph"])
             d, db = med(r["lake_days"]), med(r["raw_days"])
-            print(f"  50-asset graph, first materialize: {g:7.3f} s vs {gb:7.3f} s   ratio {g / gb:.2f}x "
-                  "(target <= 1.2x)")
+            print(
+                f"  50-asset graph, first materialize: {g:7.3f} s vs {gb:7.3f} s   ratio {g / gb:.2f}x "
+                "(target <= 1.2x)"
+            )
             print(f"  50-asset graph, no-op materialize: {med(r['noop']) * 1000:7.1f} ms")
-            print(f"  365 daily partitions, one range:   {d:7.3f} s vs {db:7.3f} s   ratio {d / db:.2f}x "
-                  "(target <= 1.5x)")
+            print(
+                f"  365 daily partitions, one range:   {d:7.3f} s vs {db:7.3f} s   ratio {d / db:.2f}x "
+                "(target <= 1.5x)"
+            )
             sys.stdout.flush()
 
 

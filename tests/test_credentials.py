@@ -33,7 +33,9 @@ def _check_clean(text: str | bytes, where: str) -> None:
         assert secret.encode() not in data, f"secret found in {where}"
 
 
-def test_planted_secret_appears_nowhere(s3_bucket: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_planted_secret_appears_nowhere(
+    s3_bucket: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     so = {**s3_bucket.storage_options, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_SESSION_TOKEN": TOKEN}
     events = tmp_path / "events.jsonl"
 
@@ -41,8 +43,9 @@ def test_planted_secret_appears_nowhere(s3_bucket: Any, tmp_path: Path, caplog: 
     def raw() -> pl.DataFrame:
         return pl.DataFrame({"x": [1, 2, 3]})
 
-    @lh.asset(format="iceberg", code_version="1",
-              partitions=lh.static(["a", "b"]), partition_column="k")
+    @lh.asset(
+        format="iceberg", code_version="1", partitions=lh.static(["a", "b"]), partition_column="k"
+    )
     def refined(ctx: lh.Context, raw: pl.LazyFrame) -> pl.LazyFrame:
         return raw.join(pl.LazyFrame({"k": list(ctx.partition.keys)}), how="cross")
 
@@ -54,9 +57,13 @@ def test_planted_secret_appears_nowhere(s3_bucket: Any, tmp_path: Path, caplog: 
     # DEBUG records print signed request headers, session token included, by design)
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="lakehouse")
-    lake = lh.Lakehouse(f"s3://{s3_bucket.name}/secrets", assets=[raw, refined, broken], storage_options=so,
-                        local_dir=str(tmp_path / "state"),
-                        openlineage={"transport": "file", "path": str(events)})
+    lake = lh.Lakehouse(
+        f"s3://{s3_bucket.name}/secrets",
+        assets=[raw, refined, broken],
+        storage_options=so,
+        local_dir=str(tmp_path / "state"),
+        openlineage={"transport": "file", "path": str(events)},
+    )
     with pytest.raises(lh.errors.MaterializeError) as info:
         lake.materialize(partitions="all")
     assert lake.read("refined").height == 6  # the secret was really used to write and read
@@ -78,8 +85,12 @@ def test_planted_secret_appears_nowhere(s3_bucket: Any, tmp_path: Path, caplog: 
     _check_clean(str(lake.lineage("refined")), "lineage()")
 
     # a storage error (missing bucket) names the asset, but not the secret
-    bad = lh.Lakehouse("s3://no-such-bucket-for-lakehouse/wh", assets=[raw], storage_options=so,
-                       local_dir=str(tmp_path / "state2"))
+    bad = lh.Lakehouse(
+        "s3://no-such-bucket-for-lakehouse/wh",
+        assets=[raw],
+        storage_options=so,
+        local_dir=str(tmp_path / "state2"),
+    )
     with pytest.raises(lh.errors.MaterializeError) as bad_info:
         bad.materialize()
     assert "raw" in str(bad_info.value)

@@ -49,13 +49,21 @@ def test_partition_specs_follow_partition_definitions(tmp_path: Path) -> None:
 
     @lh.asset(partitions=lh.static(["eu", "us"]), partition_column="region")
     def by_region(ctx: lh.Context) -> pl.DataFrame:
-        return pl.DataFrame({"region": list(ctx.partition.keys), "v": [1] * len(ctx.partition.keys)})
+        return pl.DataFrame(
+            {"region": list(ctx.partition.keys), "v": [1] * len(ctx.partition.keys)}
+        )
 
-    @lh.asset(partitions=lh.multi(day=lh.daily("2024-01-01", "2024-01-03"), region=lh.static(["eu", "us"])),
-              partition_column=["day", "region"])
+    @lh.asset(
+        partitions=lh.multi(
+            day=lh.daily("2024-01-01", "2024-01-03"), region=lh.static(["eu", "us"])
+        ),
+        partition_column=["day", "region"],
+    )
     def by_both(ctx: lh.Context) -> pl.DataFrame:
         rows = [k.split("|") for k in ctx.partition.keys]
-        return pl.DataFrame({"day": [dt.date.fromisoformat(d) for d, _ in rows], "region": [r for _, r in rows]})
+        return pl.DataFrame(
+            {"day": [dt.date.fromisoformat(d) for d, _ in rows], "region": [r for _, r in rows]}
+        )
 
     assets = [by_day, by_hour, by_month, by_region, by_both]
     lake = _lake(tmp_path, assets)
@@ -88,7 +96,9 @@ def test_namespaces_and_default_format(tmp_path: Path) -> None:
     # the default catalog is pyiceberg's SQL catalog inside the lakehouse catalog database
     from pyiceberg.catalog.sql import SqlCatalog
 
-    cat = SqlCatalog("lakehouse", uri=lake.settings.catalog_url, warehouse=f"file://{tmp_path / 'wh'}")
+    cat = SqlCatalog(
+        "lakehouse", uri=lake.settings.catalog_url, warehouse=f"file://{tmp_path / 'wh'}"
+    )
     assert ("sales_eu", "orders") in cat.list_tables("sales_eu")
     assert cat.load_table(("default", "plain")).location().rstrip("/").endswith("wh/plain")
 
@@ -96,7 +106,11 @@ def test_namespaces_and_default_format(tmp_path: Path) -> None:
 def test_existing_catalog_by_properties(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
-    props = {"type": "sql", "uri": f"sqlite:///{other / 'iceberg.db'}", "warehouse": f"file://{other / 'store'}"}
+    props = {
+        "type": "sql",
+        "uri": f"sqlite:///{other / 'iceberg.db'}",
+        "warehouse": f"file://{other / 'store'}",
+    }
 
     @lh.asset
     def t() -> pl.DataFrame:
@@ -117,7 +131,11 @@ def test_unreachable_catalog_is_a_storage_error(tmp_path: Path) -> None:
     def t() -> pl.DataFrame:
         return pl.DataFrame({"x": [1]})
 
-    lake = _lake(tmp_path, [t], iceberg_catalog={"type": "sql", "uri": "nosuchdialect://x", "warehouse": "file:///x"})
+    lake = _lake(
+        tmp_path,
+        [t],
+        iceberg_catalog={"type": "sql", "uri": "nosuchdialect://x", "warehouse": "file:///x"},
+    )
     with pytest.raises(lh.errors.MaterializeError) as info:
         lake.materialize()
     assert "t" in info.value.failures and "Iceberg catalog" in info.value.failures["t"]
@@ -126,7 +144,9 @@ def test_unreachable_catalog_is_a_storage_error(tmp_path: Path) -> None:
 def _ref_and_fmt(tmp_path: Path) -> tuple[Any, Any, Any]:
     @lh.asset(partitions=lh.daily("2024-01-01", "2024-01-11"), partition_column="day")
     def ev(ctx: lh.Context) -> pl.DataFrame:
-        days = pl.date_range(ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True)
+        days = pl.date_range(
+            ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True
+        )
         return pl.DataFrame({"day": days, "v": [0] * len(days)})
 
     lake = _lake(tmp_path, [ev])
@@ -140,12 +160,19 @@ def _write_day(fmt: Any, ref: Any, rows: pa.Table, day_index: int, step: str) ->
 
     pred = predicate(ref.partitions, RangeSet.of(day_index, day_index + 1), ["day"])
     prov = {"run_id": step, "step_id": step, "partitions": f"[[{day_index}, {day_index + 1}]]"}
-    return fmt.write(ref, rows, mode=WriteMode("overwrite"), predicate=predicate_sql(pred), partition_by=["day"],
-                     schema_mode="strict", provenance=prov)
+    return fmt.write(
+        ref,
+        rows,
+        mode=WriteMode("overwrite"),
+        predicate=predicate_sql(pred),
+        partition_by=["day"],
+        schema_mode="strict",
+        provenance=prov,
+    )
 
 
 def test_overwrite_filter_refuses_rows_outside_it(tmp_path: Path) -> None:
-    lake, ref, fmt = _ref_and_fmt(tmp_path)
+    _lake, ref, fmt = _ref_and_fmt(tmp_path)
     before = fmt.current(ref)
     rows = pa.table({"day": [dt.date(2024, 1, 3), dt.date(2024, 1, 9)], "v": [5, 5]})
     with pytest.raises(PartitionError, match="outside the partitions"):
@@ -153,12 +180,14 @@ def test_overwrite_filter_refuses_rows_outside_it(tmp_path: Path) -> None:
     assert fmt.current(ref) == before
     result = _write_day(fmt, ref, rows.slice(0, 1), 2, "s-good")
     got = pl.from_arrow(fmt.read_arrow(ref)).sort("day")
-    assert got.height == 10 and got.filter(pl.col("v") == 5)["day"].to_list() == [dt.date(2024, 1, 3)]
+    assert got.height == 10 and got.filter(pl.col("v") == 5)["day"].to_list() == [
+        dt.date(2024, 1, 3)
+    ]
     assert result.version == fmt.current(ref)[0] and result.seq > before[1]
 
 
 def test_one_commit_entry_per_write_with_provenance(tmp_path: Path) -> None:
-    lake, ref, fmt = _ref_and_fmt(tmp_path)
+    _lake, ref, fmt = _ref_and_fmt(tmp_path)
     for i in range(3):
         _write_day(fmt, ref, pa.table({"day": [dt.date(2024, 1, 2)], "v": [i]}), 1, f"step-{i}")
     table = fmt.native(ref)
@@ -210,8 +239,12 @@ def test_missing_snapshot_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_remote_warehouse_repr_shows_local_catalog_file(tmp_path: Path) -> None:
-    lake = lh.Lakehouse("s3://bucket/prefix", assets=[], local_dir=str(tmp_path / "state"),
-                        storage_options={"AWS_SECRET_ACCESS_KEY": "do-not-print-me"})
+    lake = lh.Lakehouse(
+        "s3://bucket/prefix",
+        assets=[],
+        local_dir=str(tmp_path / "state"),
+        storage_options={"AWS_SECRET_ACCESS_KEY": "do-not-print-me"},
+    )
     text = repr(lake)
     assert str(tmp_path / "state" / "catalog.db") in text
     assert "do-not-print-me" not in text and "do-not-print-me" not in repr(lake.settings)
@@ -221,7 +254,9 @@ def test_remote_warehouse_repr_shows_local_catalog_file(tmp_path: Path) -> None:
 def test_iceberg_tables_in_the_postgres_catalog(tmp_path: Path, postgres_db_url: str) -> None:
     @lh.asset(partitions=lh.daily("2024-01-01", "2024-01-04"), partition_column="day")
     def ev(ctx: lh.Context) -> pl.DataFrame:
-        days = pl.date_range(ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True)
+        days = pl.date_range(
+            ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True
+        )
         return pl.DataFrame({"day": days, "v": [1] * len(days)})
 
     lake = _lake(tmp_path, [ev], catalog=postgres_db_url)
@@ -233,15 +268,18 @@ def test_iceberg_tables_in_the_postgres_catalog(tmp_path: Path, postgres_db_url:
     engine = sa.create_engine(postgres_db_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT catalog_name, table_namespace, table_name FROM iceberg_tables")).all()
+            rows = conn.execute(
+                sa.text("SELECT catalog_name, table_namespace, table_name FROM iceberg_tables")
+            ).all()
     finally:
         engine.dispose()
     assert [tuple(r) for r in rows] == [("lakehouse", "default", "ev")]
     assert not (tmp_path / "wh" / ".lakehouse").exists()  # no SQLite file on the side
 
 
-def test_formats_page_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_formats_page_examples_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import re
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "formats.md").read_text()
@@ -265,7 +303,9 @@ def test_partition_overwrites_match_a_model(tmp_path: Path) -> None:
 
     @lh.asset(partitions=lh.daily("2024-01-01", "2024-01-21"), partition_column="day")
     def ev(ctx: lh.Context) -> pl.DataFrame:
-        span = pl.date_range(ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True)
+        span = pl.date_range(
+            ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True
+        )
         return pl.DataFrame({"day": span, "gen": [0] * len(span)})
 
     lake = _lake(tmp_path, [ev])
@@ -274,9 +314,13 @@ def test_partition_overwrites_match_a_model(tmp_path: Path) -> None:
     fmt = get_format("iceberg")
     start = dt.date(2024, 1, 1)
     counter = [0]
-    ranges = st.lists(st.tuples(st.integers(0, days - 1), st.integers(1, 4)), min_size=1, max_size=3)
+    ranges = st.lists(
+        st.tuples(st.integers(0, days - 1), st.integers(1, 4)), min_size=1, max_size=3
+    )
 
-    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(ops=st.lists(ranges, min_size=1, max_size=3))
     def check(ops: list[list[tuple[int, int]]]) -> None:
         model = {r["day"]: r["gen"] for r in pl.from_arrow(fmt.read_arrow(ref)).to_dicts()}
@@ -286,9 +330,20 @@ def test_partition_overwrites_match_a_model(tmp_path: Path) -> None:
             rs = RangeSet((a, min(a + n, days)) for a, n in op)
             chosen = [start + dt.timedelta(days=i) for i in rs.indices()]
             rows = pa.table({"day": chosen, "gen": [gen] * len(chosen)})
-            prov = {"run_id": f"r{gen}", "step_id": f"s{gen}", "partitions": str([list(r) for r in rs.ranges])}
-            fmt.write(ref, rows, mode=WriteMode("overwrite"), schema_mode="strict", partition_by=["day"],
-                      predicate=predicate_sql(predicate(ref.partitions, rs, ["day"])), provenance=prov)
+            prov = {
+                "run_id": f"r{gen}",
+                "step_id": f"s{gen}",
+                "partitions": str([list(r) for r in rs.ranges]),
+            }
+            fmt.write(
+                ref,
+                rows,
+                mode=WriteMode("overwrite"),
+                schema_mode="strict",
+                partition_by=["day"],
+                predicate=predicate_sql(predicate(ref.partitions, rs, ["day"])),
+                provenance=prov,
+            )
             model.update({d: gen for d in chosen})
         got = {r["day"]: r["gen"] for r in pl.from_arrow(fmt.read_arrow(ref)).to_dicts()}
         assert pl.from_arrow(fmt.read_arrow(ref)).height == days

@@ -10,19 +10,34 @@ from hypothesis import strategies as st
 from lakehouse.storage.uri import delta_options, iceberg_properties, redact, secret_values
 
 ALIASES = {
-    "AWS_ACCESS_KEY_ID": ["AWS_ACCESS_KEY_ID", "aws_access_key_id", "s3.access-key-id", "access_key_id"],
-    "AWS_SECRET_ACCESS_KEY": ["AWS_SECRET_ACCESS_KEY", "aws_secret_access_key", "s3.secret-access-key"],
+    "AWS_ACCESS_KEY_ID": [
+        "AWS_ACCESS_KEY_ID",
+        "aws_access_key_id",
+        "s3.access-key-id",
+        "access_key_id",
+    ],
+    "AWS_SECRET_ACCESS_KEY": [
+        "AWS_SECRET_ACCESS_KEY",
+        "aws_secret_access_key",
+        "s3.secret-access-key",
+    ],
     "AWS_REGION": ["AWS_REGION", "region", "s3.region", "AWS_DEFAULT_REGION"],
     "AWS_ENDPOINT_URL": ["AWS_ENDPOINT_URL", "endpoint_url", "s3.endpoint", "aws_endpoint"],
 }
-ICEBERG = {"AWS_ACCESS_KEY_ID": "s3.access-key-id", "AWS_SECRET_ACCESS_KEY": "s3.secret-access-key",
-           "AWS_REGION": "s3.region", "AWS_ENDPOINT_URL": "s3.endpoint"}
+ICEBERG = {
+    "AWS_ACCESS_KEY_ID": "s3.access-key-id",
+    "AWS_SECRET_ACCESS_KEY": "s3.secret-access-key",
+    "AWS_REGION": "s3.region",
+    "AWS_ENDPOINT_URL": "s3.endpoint",
+}
 
 values = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=4, max_size=20)
 
 
-@given(picks=st.fixed_dictionaries({k: st.sampled_from(v) for k, v in ALIASES.items()}),
-       vals=st.fixed_dictionaries({k: values for k in ALIASES}))
+@given(
+    picks=st.fixed_dictionaries({k: st.sampled_from(v) for k, v in ALIASES.items()}),
+    vals=st.fixed_dictionaries({k: values for k in ALIASES}),
+)
 def test_any_spelling_reaches_both_libraries(picks: dict[str, str], vals: dict[str, str]) -> None:
     opts = {picks[k]: vals[k] for k in ALIASES}
     d = delta_options("s3://bucket/wh", opts, env={})
@@ -35,7 +50,11 @@ def test_any_spelling_reaches_both_libraries(picks: dict[str, str], vals: dict[s
 
 @given(explicit=values, from_env=values)
 def test_explicit_options_win_over_environment(explicit: str, from_env: str) -> None:
-    env = {"AWS_SECRET_ACCESS_KEY": from_env, "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "https://s3.example"}
+    env = {
+        "AWS_SECRET_ACCESS_KEY": from_env,
+        "AWS_REGION": "eu-west-1",
+        "AWS_ENDPOINT_URL": "https://s3.example",
+    }
     d = delta_options("s3://b/p", {"aws_secret_access_key": explicit}, env=env)
     p = iceberg_properties("s3://b/p", {"aws_secret_access_key": explicit}, env=env)
     assert d["AWS_SECRET_ACCESS_KEY"] == explicit == p["s3.secret-access-key"]
@@ -59,9 +78,15 @@ def test_local_warehouses_get_no_cloud_options() -> None:
 
 
 def test_other_clouds_pass_through() -> None:
-    opts = {"google_service_account": "/k.json", "gcs.project-id": "p", "azure_storage_account_name": "acct"}
-    assert delta_options("gs://b/p", opts, env={}) == {"google_service_account": "/k.json",
-                                                        "azure_storage_account_name": "acct"}
+    opts = {
+        "google_service_account": "/k.json",
+        "gcs.project-id": "p",
+        "azure_storage_account_name": "acct",
+    }
+    assert delta_options("gs://b/p", opts, env={}) == {
+        "google_service_account": "/k.json",
+        "azure_storage_account_name": "acct",
+    }
     assert iceberg_properties("gs://b/p", opts, env={}) == {"gcs.project-id": "p"}
 
 

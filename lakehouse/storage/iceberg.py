@@ -154,8 +154,12 @@ class IcebergFormat:
         return tbl
 
     def native(self, ref: TableRef) -> Any:
-        """The pyiceberg ``Table`` (for ``pl.scan_iceberg``); time travel is by ``ref.version``."""
-        return self._require(ref)
+        """The pyiceberg ``Table`` (for ``pl.scan_iceberg``); time travel is by ``ref.version``,
+        which is checked to name one of its snapshots."""
+        tbl = self._require(ref)
+        if ref.version is not None:
+            self._scan(ref, tbl)
+        return tbl
 
     def exists(self, ref: TableRef) -> bool:
         return self._load(ref) is not None
@@ -274,7 +278,11 @@ class IcebergFormat:
         if snap is None:  # pragma: no cover - a committed write always has a snapshot
             raise StorageError("the write left no snapshot", asset=ref.asset, hint="retry the run")
         return WriteResult(
-            str(snap.snapshot_id), int(snap.sequence_number or 0), counter[0], fingerprint, _added_bytes(snap)
+            str(snap.snapshot_id),
+            int(snap.sequence_number or 0),
+            counter[0],
+            fingerprint,
+            _added_bytes(snap),
         )
 
     def _create(

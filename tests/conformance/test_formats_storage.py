@@ -81,7 +81,9 @@ def test_merge_updates_inserts_and_deletes_missing(cell: Cell) -> None:
 
     merged = pl.DataFrame({"id": [1, 2, 3, 4], "v": ["old", "old", "new", "new"]})
     assert same_rows(cell.read_independent(lake, "dim"), merged)
-    assert same_rows(cell.read_independent(lake, "exact"), pl.DataFrame({"id": [3, 4], "v": ["new", "new"]}))
+    assert same_rows(
+        cell.read_independent(lake, "exact"), pl.DataFrame({"id": [3, 4], "v": ["new", "new"]})
+    )
 
 
 # ------------------------------------------------------------------ partitions, ranges
@@ -92,7 +94,9 @@ def test_partition_range_overwrite_is_exact(cell: Cell) -> None:
 
     @lh.asset(partitions=DAYS, partition_column="day", code_version="1")
     def events(ctx: lh.Context) -> pl.DataFrame:
-        days = pl.date_range(ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True)
+        days = pl.date_range(
+            ctx.partition.start.date(), ctx.partition.end.date(), closed="left", eager=True
+        )
         return pl.DataFrame({"day": days, "tag": [marker["v"]] * len(days)})
 
     lake = cell.lake([events])
@@ -119,16 +123,24 @@ def test_partition_range_overwrite_is_exact(cell: Cell) -> None:
 def test_static_partitions_overwrite_one_value(cell: Cell) -> None:
     marker = {"v": 1}
 
-    @lh.asset(partitions=lh.static(["eu", "us", "apac"]), partition_column="region", code_version="1")
+    @lh.asset(
+        partitions=lh.static(["eu", "us", "apac"]), partition_column="region", code_version="1"
+    )
     def sales(ctx: lh.Context) -> pl.DataFrame:
-        return pl.DataFrame({"region": list(ctx.partition.keys), "v": [marker["v"]] * len(ctx.partition.keys)})
+        return pl.DataFrame(
+            {"region": list(ctx.partition.keys), "v": [marker["v"]] * len(ctx.partition.keys)}
+        )
 
     lake = cell.lake([sales])
     lake.materialize()
     marker["v"] = 2
     lake.materialize(partitions="us", force=True)
     got = cell.read_independent(lake, "sales").sort("region")
-    assert got.to_dicts() == [{"region": "apac", "v": 1}, {"region": "eu", "v": 1}, {"region": "us", "v": 2}]
+    assert got.to_dicts() == [
+        {"region": "apac", "v": 1},
+        {"region": "eu", "v": 1},
+        {"region": "us", "v": 2},
+    ]
 
 
 def test_rows_outside_the_partition_publish_nothing(cell: Cell) -> None:
@@ -289,7 +301,9 @@ def test_formats_feed_each_other(cell: Cell) -> None:
     other = "iceberg" if cell.format == "delta" else "delta"
     data = {"x": [1, 2, 3]}
 
-    up = lh.asset(name="up", format=cell.format, code_version="1")(lambda: pl.DataFrame({"x": data["x"]}))
+    up = lh.asset(name="up", format=cell.format, code_version="1")(
+        lambda: pl.DataFrame({"x": data["x"]})
+    )
 
     @lh.asset(format=other, code_version="1")
     def mid(up: pl.LazyFrame) -> pl.LazyFrame:
@@ -347,23 +361,49 @@ def test_two_processes_append_without_losing_commits(cell: Cell) -> None:
     lake = cell.lake([asset])
     ref = lake.table_ref(lake._spec("log"))
     fmt = get_format(ref.format)
-    fmt.write(ref, pa.table({"writer": ["seed"], "i": [0]}), mode=WriteMode("append"), predicate=None,
-              partition_by=[], schema_mode="strict", provenance={"run_id": "seed", "step_id": "seed"})
+    fmt.write(
+        ref,
+        pa.table({"writer": ["seed"], "i": [0]}),
+        mode=WriteMode("append"),
+        predicate=None,
+        partition_by=[],
+        schema_mode="strict",
+        provenance={"run_id": "seed", "step_id": "seed"},
+    )
     n = 6
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = []
     for who in ("a", "b"):
-        cfg = {"warehouse": cell.warehouse, "format": cell.format, "so": cell.storage_options,
-               "local_dir": cell.local_dir, "who": who, "n": n}
-        procs.append(subprocess.Popen([sys.executable, "-c", WRITER, json.dumps(cfg)], env=env, cwd=ROOT,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        cfg = {
+            "warehouse": cell.warehouse,
+            "format": cell.format,
+            "so": cell.storage_options,
+            "local_dir": cell.local_dir,
+            "who": who,
+            "n": n,
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, json.dumps(cfg)],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for p in procs:
-        out, err = p.communicate(timeout=600)
+        _out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]
     got = cell.read_independent(lake, "log")
     assert got.height == 1 + 2 * n * 3
     counts = got.group_by("writer").len().sort("writer")
-    assert counts.to_dicts() == [{"writer": "a", "len": n * 3}, {"writer": "b", "len": n * 3},
-                                 {"writer": "seed", "len": 1}]
+    assert counts.to_dicts() == [
+        {"writer": "a", "len": n * 3},
+        {"writer": "b", "len": n * 3},
+        {"writer": "seed", "len": 1},
+    ]
     steps = [c["provenance"].get("step_id") for c in fmt.commits(ref)]
-    assert sorted(s for s in steps if s) == sorted(["seed"] + [f"{w}-{i}" for w in "ab" for i in range(n)])
+    assert sorted(s for s in steps if s) == sorted(
+        ["seed"] + [f"{w}-{i}" for w in "ab" for i in range(n)]
+    )
