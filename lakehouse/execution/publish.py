@@ -86,7 +86,12 @@ def write_audit_publish(
     asset = step.asset
     fault("before_write", asset)
     stage = getattr(fmt, "stage", None)
-    if stage is not None:
+    # Staging costs a second commit; it is only needed to audit data before it is
+    # published. Without checks the format's own write is already atomic: nothing is
+    # visible before its single commit, and files of a crashed write stay unreferenced.
+    # (The test-only ``after_files`` fault point needs a moment between the files and the
+    # commit, which only the staged path has, so it forces staging.)
+    if stage is not None and (checks or _fault_named("after_files", asset)):
         staged = stage(
             step.table,
             data,
@@ -117,20 +122,23 @@ def write_audit_publish(
         fault("after_commit", asset)
         return Published(result, outcomes, result.rows, seconds)
 
-    # no staging: audit in memory, then one write that commits everything at once
-    table = data if isinstance(data, pa.Table) else data.read_all()
+    # no staging: audit in memory (only when there are checks), then one write that
+    # commits everything at once; without checks the output streams into the writer
     outcomes = []
     if checks:
         import polars as pl
 
+        table = data if isinstance(data, pa.Table) else data.read_all()
         frame = pl.from_arrow(table)
         outcomes = run_checks(checks, frame.lazy(), ctx)  # type: ignore[union-attr]
         if any(o.blocks for o in outcomes):
             return Published(None, outcomes, table.num_rows, time.perf_counter() - t0)
+        data = table
     from ..storage import schema_fingerprint
 
     telemetry.phase("commit")
-    seconds = _timed(prov, table.num_rows, schema_fingerprint(table.schema), started, t0)
+    rows = data.num_rows if isinstance(data, pa.Table) else None
+    seconds = _timed(prov, rows, schema_fingerprint(data.schema), started, t0)
     kwargs: dict[str, Any] = {}
     if _accepts(fmt.write, "before_commit"):
         kwargs["before_commit"] = lambda: fault("after_files", asset)
@@ -138,7 +146,7 @@ def write_audit_publish(
         fault("after_files", asset)
     result = fmt.write(
         step.table,
-        table,
+        data,
         mode=spec.write,
         predicate=predicate,
         partition_by=list(spec.partition_column),
@@ -148,6 +156,15 @@ def write_audit_publish(
     )
     fault("after_commit", asset)
     return Published(result, outcomes, result.rows, seconds)
+
+
+def _fault_named(point: str, asset: str) -> bool:
+    import os
+
+    from .step import FAULT_ENV
+
+    name, _, only = os.environ.get(FAULT_ENV, "").partition(":")
+    return name == point and (not only or only == asset)
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:
