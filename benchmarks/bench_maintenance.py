@@ -1,0 +1,124 @@
+"""Maintenance benchmark: files read by a full scan before and after ``optimize()``.
+
+    python benchmarks/bench_maintenance.py [--days 365] [--formats delta,iceberg]
+
+For each table format, a daily-partitioned asset (1,000 rows a day) is written by
+``--days`` single-day ``materialize()`` calls - the small-commit pattern of a daily
+schedule. Each step runs in a fresh process:
+
+1. build the table (365 runs);
+2. count the data files a full scan of the current version reads (the fragments of the
+   dataset lakehouse scans) and time the full read;
+3. ``lake.optimize()`` (and check that nothing became stale);
+4. count and time again; then ``vacuum(retain="0s")`` and read once more.
+
+Target: files after / files before <= 0.1. Delta partitions are folders, so its file
+count cannot drop below one per partition (the result shows it); Iceberg's hidden
+partitioning lets ``optimize()`` regroup tiny daily partitions by month.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+COMMON = textwrap.dedent("""
+    import sys, time, json
+    from datetime import date, timedelta
+    import polars as pl
+    import lakehouse as lh
+    WH, FMT, DAYS = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    end = date(2013, 1, 1) + timedelta(days=DAYS)
+
+    @lh.asset(partitions=lh.daily(start="2013-01-01", end=end.isoformat()), partition_column="day",
+              code_version="1", format=FMT)
+    def events(ctx: lh.Context) -> pl.DataFrame:
+        d0, d1 = ctx.partition.start.date(), ctx.partition.end.date()
+        days = pl.date_range(d0, d1, "1d", closed="left", eager=True)
+        return pl.DataFrame({"day": days}).join(
+            pl.DataFrame({"n": pl.arange(0, 1000, eager=True)}), how="cross").with_columns(v=pl.col("n") * 2)
+
+    lake = lh.Lakehouse(WH, assets=[events])
+
+    def files_in_scan():
+        from lakehouse.storage import get_format
+        ref = lake.table_ref(lake._spec("events"), lake.table("events").version)
+        return len(list(get_format(ref.format).dataset(ref).get_fragments()))
+""")
+
+BUILD = COMMON + textwrap.dedent("""
+    t = time.perf_counter()
+    for i in range(DAYS):
+        lake.materialize(partitions=(date(2013, 1, 1) + timedelta(days=i)).isoformat())
+    print(json.dumps({"seconds": time.perf_counter() - t}))
+""")
+
+COUNT = COMMON + textwrap.dedent("""
+    n = files_in_scan()
+    t = time.perf_counter(); rows = lake.read("events").height; secs = time.perf_counter() - t
+    assert rows == DAYS * 1000, rows
+    print(json.dumps({"files": n, "scan_seconds": secs, "stale": lake.plan().height}))
+""")
+
+OPTIMIZE = COMMON + textwrap.dedent("""
+    t = time.perf_counter(); out = lake.optimize(); secs = time.perf_counter() - t
+    print(json.dumps({"seconds": secs, "rows": out.to_dicts(), "stale": lake.plan().height}))
+""")
+
+VACUUM = COMMON + textwrap.dedent("""
+    t = time.perf_counter(); out = lake.vacuum(retain="0s"); secs = time.perf_counter() - t
+    rows = lake.read("events").height
+    print(json.dumps({"seconds": secs, "files_removed": int(out["files_removed"].sum()),
+                      "bytes_removed": int(out["bytes_removed"].sum()), "rows": rows}))
+""")
+
+
+def run(script: str, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=3600)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark step failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--days", type=int, default=365)
+    ap.add_argument("--formats", default="delta,iceberg")
+    args = ap.parse_args()
+    days = str(args.days)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in args.formats.split(","):
+            wh = f"{tmp}/{fmt}"
+            build = run(BUILD, wh, fmt, days)
+            before = run(COUNT, wh, fmt, days)
+            opt = run(OPTIMIZE, wh, fmt, days)
+            after = run(COUNT, wh, fmt, days)
+            vac = run(VACUUM, wh, fmt, days)
+            ratio = after["files"] / before["files"]
+            results[fmt] = {"build_s": build["seconds"], "files_before": before["files"], "files_after": after["files"],
+                            "ratio": ratio, "scan_before_s": before["scan_seconds"],
+                            "scan_after_s": after["scan_seconds"], "optimize_s": opt["seconds"],
+                            "stale_after": opt["stale"], "vacuum_files": vac["files_removed"],
+                            "vacuum_bytes": vac["bytes_removed"]}
+            print(f"{fmt}: {args.days} single-day materializations in {build['seconds']:.1f} s")
+            print(f"  files read by a full scan: {before['files']} -> {after['files']}  "
+                  f"ratio {ratio:.3f} (target <= 0.1: {'OK' if ratio <= 0.1 else 'MISSED'})")
+            print(f"  full scan: {before['scan_seconds'] * 1000:.0f} ms -> {after['scan_seconds'] * 1000:.0f} ms  "
+                  f"ratio {after['scan_seconds'] / before['scan_seconds']:.2f}")
+            print(f"  optimize(): {opt['seconds']:.2f} s, stale afterwards: {opt['stale']} (must be 0)")
+            print(f"  vacuum(retain='0s'): {vac['files_removed']} files, {vac['bytes_removed'] / 1e6:.1f} MB removed; "
+                  f"table still reads {vac['rows']} rows")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
