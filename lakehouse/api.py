@@ -396,17 +396,23 @@ class Lakehouse:
         from .engines.polars import scan
         from .storage import get_format
 
-        spec = self._spec(name)
-        if spec.kind == "source" and version is None:  # as of its newest observation
-            from .execution.sources import scan_source
+        try:
+            spec = self._spec(name)
+        except UnknownAssetError:  # an orphaned asset (removed from the code): its recorded table
+            from .maintenance import orphan_ref
 
-            return scan_source(self, spec)  # type: ignore[no-any-return]
-        ref = self.table_ref(spec, None if version is None else str(version))
+            ref = orphan_ref(self, name, version)
+        else:
+            if spec.kind == "source" and version is None:  # as of its newest observation
+                from .execution.sources import scan_source
+
+                return scan_source(self, spec)  # type: ignore[no-any-return]
+            ref = self.table_ref(spec, None if version is None else str(version))
         fmt = get_format(ref.format)
         if not fmt.exists(ref):
-            raise UnknownAssetError("has no table yet", asset=spec.key, hint=f"run lake.materialize({spec.key!r})")
+            raise UnknownAssetError("has no table yet", asset=ref.asset, hint=f"run lake.materialize({ref.asset!r})")
         native = getattr(fmt, "native", None)
-        return scan(InputSource(spec.key, ref, None, dataset=lambda: fmt.dataset(ref),
+        return scan(InputSource(ref.asset, ref, None, dataset=lambda: fmt.dataset(ref),
                                 table=(lambda: native(ref)) if native is not None else None))
 
     def read(self, name: str, *, version: str | int | None = None) -> pl.DataFrame:

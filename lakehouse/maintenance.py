@@ -99,6 +99,13 @@ def table_ref(lake: Lakehouse, key: str) -> TableRef:
     )
 
 
+def orphan_ref(lake: Lakehouse, name: str, version: str | int | None = None) -> TableRef:
+    """The table of an asset that is no longer defined but recorded in the catalog
+    (``lake.read()`` of an orphaned asset); raises ``UnknownAssetError`` otherwise."""
+    key = _resolve(lake, name)
+    return replace(table_ref(lake, key), version=None if version is None else str(version))
+
+
 def _recorded(lake: Lakehouse) -> dict[str, dict[str, Any]]:
     from .catalog.maintenance import recorded_assets
 

@@ -265,6 +265,7 @@ def test_removed_asset_is_orphaned_until_dropped(tmp_path: Path, fmt: str) -> No
     assert row["stale"] is None and row["reason"] == "orphaned" and row["rows"] == 3
     assert lake.plan().height == 0
     assert lake.history("derived").height == 1
+    assert sorted(lake.read("derived")["double"].to_list()) == [2, 4, 6]  # still readable
     assert lake.read("raw").height == 3
 
     preview = lake.drop("derived", dry_run=True)
@@ -529,3 +530,70 @@ def test_pins_vacuum_and_erasure_with_a_postgres_catalog(
     assert lake.read("greetings")["name"].to_list() == ["ann"]
     assert lake.erasures()["status"].to_list() == ["complete"]
     assert lake.plan().height == 0
+
+
+# --------------------------------------------------------------------------------- S3
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_optimize_vacuum_rename_and_drop_on_s3(tmp_path: Path, s3_bucket: Any, fmt: str) -> None:
+    import uuid
+
+    import polars as pl
+
+    import lakehouse as lh
+
+    wh = f"{s3_bucket.uri}/maint-{uuid.uuid4().hex[:8]}"
+    opts = dict(s3_bucket.storage_options)
+
+    def lake_of(assets: list[Any]) -> Any:
+        return lh.Lakehouse(
+            wh, assets=assets, storage_options=opts, local_dir=str(tmp_path / "state")
+        )
+
+    @lh.asset(name="logs", write="append", code_version="1", format=fmt)
+    def logs(ctx: lh.Context) -> pl.DataFrame:
+        return pl.DataFrame({"run": [ctx.run_id]})
+
+    lake = lake_of([logs])
+    for _ in range(3):
+        lake.materialize(force=True)
+    first = lake.history("logs")["version"][-1]
+    lake.pin("logs", first, reason="keep")
+    assert lake.optimize()["action"].to_list() == ["compacted"]
+    assert _files(lake, "logs") == 1 and lake.plan().height == 0
+    out = lake.vacuum(retain="0s")
+    assert out["files_removed"].item() > 0 and out["bytes_removed"].item() > 0
+    assert lake.read("logs").height == 3 and lake.read("logs", version=first).height == 1
+
+    @lh.asset(name="events", previous_names=["logs"], write="append", code_version="1", format=fmt)
+    def events(ctx: lh.Context) -> pl.DataFrame:
+        return pl.DataFrame({"run": [ctx.run_id]})
+
+    renamed = lake_of([events])
+    assert renamed.plan().height == 0
+    assert renamed.read("events").height == 3 and renamed.history("events").height == 3
+    renamed.materialize(force=True)
+    assert renamed.read("events").height == 4
+
+    gone = lake_of([])
+    assert gone.status()["reason"].to_list() == ["orphaned"]
+    assert gone.drop("events")["files_removed"] > 0
+    assert gone.status().height == 0
+    keys = [o["Key"] for o in s3_bucket_objects(s3_bucket, wh)]
+    assert not [k for k in keys if "/events/" in k or "/logs/" in k], keys
+
+
+def s3_bucket_objects(bucket: Any, prefix_uri: str) -> list[dict[str, Any]]:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=bucket.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    prefix = prefix_uri.split("/", 3)[3]
+    return client.list_objects_v2(Bucket=bucket.name, Prefix=prefix).get("Contents", [])

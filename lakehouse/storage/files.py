@@ -139,6 +139,8 @@ def move_tree(src: str, dst: str, options: Mapping[str, str] | None = None) -> i
         rel = f.uri[len(src.rstrip("/")) + 1 :]
         fs.copy_file(f.uri.split("://", 1)[1], f"{dst_path.rstrip('/')}/{rel}")
     delete_files((f.uri for f in files), options)
+    with contextlib.suppress(FileNotFoundError, OSError):
+        fs.delete_dir(src_path)  # object stores: the folder markers left behind
     return len(files)
 
 
