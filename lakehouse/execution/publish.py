@@ -140,6 +140,8 @@ def write_audit_publish(
     rows = data.num_rows if isinstance(data, pa.Table) else None
     seconds = _timed(prov, rows, schema_fingerprint(data.schema), started, t0)
     kwargs: dict[str, Any] = {}
+    if where is not None and _accepts(fmt.write, "where"):
+        kwargs["where"] = where
     if _accepts(fmt.write, "before_commit"):
         kwargs["before_commit"] = lambda: fault("after_files", asset)
     else:
