@@ -175,12 +175,16 @@ class DeltaMaintenance:
         estimate = _estimate(in_scope, part_cols, zorder is not None)
         n_after = len(files) - len(in_scope) + estimate
         if dry_run or estimate == len(in_scope):
+            parts = {tuple(_text(f["partition"].get(c)) for c in part_cols) for f in in_scope}
+            note = None
+            if part_cols and len(parts) == len(in_scope) and zorder is None:
+                note = "one file per partition already (a Delta file never spans two partitions)"
             return MaintenanceResult(
                 before,
                 None,
                 len(files),
                 n_after if dry_run else len(files),
-                detail=None if dry_run else "nothing to compact",
+                detail=note or (None if dry_run else "nothing to compact"),
             )
         props = self._props(properties)
         try:
