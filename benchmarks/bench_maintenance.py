@@ -1,20 +1,23 @@
 """Maintenance benchmark: files read by a full scan before and after ``optimize()``.
 
     python benchmarks/bench_maintenance.py [--days 365] [--formats delta,iceberg]
+                                           [--layouts daily,monthly-append]
 
-For each table format, a daily-partitioned asset (1,000 rows a day) is written by
-``--days`` single-day ``materialize()`` calls - the small-commit pattern of a daily
-schedule. Each step runs in a fresh process:
+For each table format and layout, an asset of 1,000 rows a day is written by ``--days``
+``materialize()`` calls, one per day - the small-commit pattern of a daily schedule.
+Each step runs in a fresh process:
 
-1. build the table (365 runs);
+1. build the table (365 runs); layout ``daily``: 365 daily partitions written once each
+   (the issue's table); ``monthly-append``: 12 monthly partitions, one small append a day;
 2. count the data files a full scan of the current version reads (the fragments of the
    dataset lakehouse scans) and time the full read;
 3. ``lake.optimize()`` (and check that nothing became stale);
 4. count and time again; then ``vacuum(retain="0s")`` and read once more.
 
-Target: files after / files before <= 0.1. Delta partitions are folders, so its file
-count cannot drop below one per partition (the result shows it); Iceberg's hidden
-partitioning lets ``optimize()`` regroup tiny daily partitions by month.
+Target: files after / files before <= 0.1. Delta partitions are folders, so a daily
+Delta table cannot drop below one file per day (the result shows it, as MISSED); Iceberg's
+hidden partitioning lets ``optimize()`` regroup tiny daily partitions by month. With
+monthly partitions filled by daily appends both formats compact to one file per month.
 """
 
 from __future__ import annotations
@@ -34,16 +37,29 @@ COMMON = textwrap.dedent("""
     from datetime import date, timedelta
     import polars as pl
     import lakehouse as lh
-    WH, FMT, DAYS = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    WH, FMT, DAYS, LAYOUT = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     end = date(2013, 1, 1) + timedelta(days=DAYS)
+    TODAY = [date(2013, 1, 1)]  # the day a monthly-append run adds
 
-    @lh.asset(partitions=lh.daily(start="2013-01-01", end=end.isoformat()), partition_column="day",
-              code_version="1", format=FMT)
-    def events(ctx: lh.Context) -> pl.DataFrame:
-        d0, d1 = ctx.partition.start.date(), ctx.partition.end.date()
+    def make_rows(d0, d1):
         days = pl.date_range(d0, d1, "1d", closed="left", eager=True)
-        return pl.DataFrame({"day": days}).join(
-            pl.DataFrame({"n": pl.arange(0, 1000, eager=True)}), how="cross").with_columns(v=pl.col("n") * 2)
+        n = pl.DataFrame({"n": pl.arange(0, 1000, eager=True)})
+        return pl.DataFrame({"day": days}).join(n, how="cross").with_columns(v=pl.col("n") * 2)
+
+    if LAYOUT == "daily":  # 365 daily partitions, each written once
+        @lh.asset(partitions=lh.daily(start="2013-01-01", end=end.isoformat()),
+                  partition_column="day", code_version="1", format=FMT)
+        def events(ctx: lh.Context) -> pl.DataFrame:
+            return make_rows(ctx.partition.start.date(), ctx.partition.end.date())
+    else:  # monthly partitions (a "month" column), one small append a day
+        last = end - timedelta(days=1)
+        month_end = date(last.year + (last.month == 12), last.month % 12 + 1, 1)
+
+        @lh.asset(partitions=lh.monthly(start="2013-01-01", end=month_end.isoformat()),
+                  partition_column="month", write="append", code_version="1", format=FMT)
+        def events(ctx: lh.Context) -> pl.DataFrame:
+            d = TODAY[0]
+            return make_rows(d, d + timedelta(days=1)).with_columns(month=pl.lit(d.replace(day=1)))
 
     lake = lh.Lakehouse(WH, assets=[events])
 
@@ -56,7 +72,12 @@ COMMON = textwrap.dedent("""
 BUILD = COMMON + textwrap.dedent("""
     t = time.perf_counter()
     for i in range(DAYS):
-        lake.materialize(partitions=(date(2013, 1, 1) + timedelta(days=i)).isoformat())
+        d = date(2013, 1, 1) + timedelta(days=i)
+        if LAYOUT == "daily":
+            lake.materialize(partitions=d.isoformat())
+        else:
+            TODAY[0] = d
+            lake.materialize(partitions=d.strftime("%Y-%m"), force=True)
     print(json.dumps({"seconds": time.perf_counter() - t}))
 """)
 
@@ -81,8 +102,13 @@ VACUUM = COMMON + textwrap.dedent("""
 
 
 def run(script: str, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=3600)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"benchmark step failed:\n{proc.stdout}\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -92,31 +118,57 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--formats", default="delta,iceberg")
+    ap.add_argument("--layouts", default="daily,monthly-append")
     args = ap.parse_args()
     days = str(args.days)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for fmt in args.formats.split(","):
-            wh = f"{tmp}/{fmt}"
-            build = run(BUILD, wh, fmt, days)
-            before = run(COUNT, wh, fmt, days)
-            opt = run(OPTIMIZE, wh, fmt, days)
-            after = run(COUNT, wh, fmt, days)
-            vac = run(VACUUM, wh, fmt, days)
+        for layout, fmt in [
+            (lay, f) for lay in args.layouts.split(",") for f in args.formats.split(",")
+        ]:
+            wh = f"{tmp}/{layout}-{fmt}"
+            build = run(BUILD, wh, fmt, days, layout)
+            before = run(COUNT, wh, fmt, days, layout)
+            opt = run(OPTIMIZE, wh, fmt, days, layout)
+            after = run(COUNT, wh, fmt, days, layout)
+            vac = run(VACUUM, wh, fmt, days, layout)
             ratio = after["files"] / before["files"]
-            results[fmt] = {"build_s": build["seconds"], "files_before": before["files"], "files_after": after["files"],
-                            "ratio": ratio, "scan_before_s": before["scan_seconds"],
-                            "scan_after_s": after["scan_seconds"], "optimize_s": opt["seconds"],
-                            "stale_after": opt["stale"], "vacuum_files": vac["files_removed"],
-                            "vacuum_bytes": vac["bytes_removed"]}
-            print(f"{fmt}: {args.days} single-day materializations in {build['seconds']:.1f} s")
-            print(f"  files read by a full scan: {before['files']} -> {after['files']}  "
-                  f"ratio {ratio:.3f} (target <= 0.1: {'OK' if ratio <= 0.1 else 'MISSED'})")
-            print(f"  full scan: {before['scan_seconds'] * 1000:.0f} ms -> {after['scan_seconds'] * 1000:.0f} ms  "
-                  f"ratio {after['scan_seconds'] / before['scan_seconds']:.2f}")
-            print(f"  optimize(): {opt['seconds']:.2f} s, stale afterwards: {opt['stale']} (must be 0)")
-            print(f"  vacuum(retain='0s'): {vac['files_removed']} files, {vac['bytes_removed'] / 1e6:.1f} MB removed; "
-                  f"table still reads {vac['rows']} rows")
+            name = f"{fmt} {layout}"
+            results[name] = {
+                "build_s": build["seconds"],
+                "files_before": before["files"],
+                "files_after": after["files"],
+                "ratio": ratio,
+                "scan_before_s": before["scan_seconds"],
+                "scan_after_s": after["scan_seconds"],
+                "optimize_s": opt["seconds"],
+                "stale_after": opt["stale"],
+                "vacuum_files": vac["files_removed"],
+                "vacuum_bytes": vac["bytes_removed"],
+            }
+            what = (
+                "single-day materializations"
+                if layout == "daily"
+                else "daily appends into monthly partitions"
+            )
+            print(f"{name}: {args.days} {what} in {build['seconds']:.1f} s")
+            print(
+                f"  files read by a full scan: {before['files']} -> {after['files']}  "
+                f"ratio {ratio:.3f} (target <= 0.1: {'OK' if ratio <= 0.1 else 'MISSED'})"
+            )
+            print(
+                f"  full scan: {before['scan_seconds'] * 1000:.0f} ms -> "
+                f"{after['scan_seconds'] * 1000:.0f} ms  "
+                f"ratio {after['scan_seconds'] / before['scan_seconds']:.2f}"
+            )
+            print(
+                f"  optimize(): {opt['seconds']:.2f} s, stale before/after: "
+                f"{before['stale']}/{opt['stale']} (must be equal)"
+            )
+            print(
+                f"  vacuum(retain='0s'): {vac['files_removed']} files, "
+                f"{vac['bytes_removed'] / 1e6:.1f} MB removed; table still reads {vac['rows']} rows"
+            )
     print(json.dumps(results))
 
 
