@@ -597,3 +597,41 @@ def s3_bucket_objects(bucket: Any, prefix_uri: str) -> list[dict[str, Any]]:
     )
     prefix = prefix_uri.split("/", 3)[3]
     return client.list_objects_v2(Bucket=bucket.name, Prefix=prefix).get("Contents", [])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_maintenance_leaves_tables_nested_below_a_table_alone(tmp_path: Path, fmt: str) -> None:
+    """An asset ``sales`` and an asset ``sales/orders``: the second table lives inside the
+    first one's folder, and no vacuum, erasure or drop of ``sales`` may touch it."""
+    import polars as pl
+
+    import lakehouse as lh
+
+    @lh.asset(code_version="1", format=fmt)
+    def sales(ctx: lh.Context) -> pl.DataFrame:
+        return pl.DataFrame({"who": ["ann", "bob"], "run": [ctx.run_id] * 2})
+
+    @lh.asset(namespace="sales", code_version="1", format=fmt)
+    def orders(ctx: lh.Context) -> pl.DataFrame:
+        return pl.DataFrame({"who": ["bob"], "run": [ctx.run_id]})
+
+    wh = str(tmp_path / "wh")
+    lake = lh.Lakehouse(wh, assets=[sales, orders])
+    for _ in range(3):
+        lake.materialize(force=True)
+    versions = [v for v in lake.history("sales/orders")["version"].to_list()]
+    runs = {v: lake.read("sales/orders", version=v)["run"].item() for v in versions}
+
+    def intact() -> None:
+        for v, run in runs.items():
+            assert lake.read("sales/orders", version=v)["run"].item() == run
+
+    lake.vacuum("sales", retain="0s")
+    intact()
+    lake.erase("sales", where=pl.col("who") == "bob", reason="r")
+    assert lake.read("sales")["who"].to_list() == ["ann"]
+    intact()
+    lh_only_orders = lh.Lakehouse(wh, assets=[orders])
+    lh_only_orders.drop("sales")
+    intact()
+    assert lh_only_orders.plan().height == 0

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CommitConflictError, StorageError
 from . import PROVENANCE_PREFIX, MaintenanceResult
-from .files import delete_files, delete_tree, list_files, move_tree
+from .files import delete_files, delete_tree, list_files, move_tree, nested_tables, outside
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -220,21 +220,22 @@ class DeltaMaintenance:
             "full": hours >= 1,
             "keep_versions": keep_versions or None,
         }
+        root = ref.uri.rstrip("/")
         try:
+            # delta-rs lists what to delete; we delete it, leaving out other tables nested
+            # below this one (delta-rs' full vacuum would take their files for orphans)
             paths = dt.vacuum(dry_run=True, **kwargs)
             sizes = {
-                f.uri[len(ref.uri.rstrip("/")) + 1 :]: f.size
-                for f in list_files(ref.uri, ref.storage_options)
+                f.uri[len(root) + 1 :]: f.size for f in list_files(ref.uri, ref.storage_options)
             }
-            removed = [urllib.parse.unquote(p) for p in paths]
-            nbytes = sum(sizes.get(p, 0) for p in removed)
-            if not dry_run and removed:
-                removed = [urllib.parse.unquote(p) for p in dt.vacuum(dry_run=False, **kwargs)]
-                nbytes = sum(sizes.get(p, 0) for p in removed)
         except Exception as exc:
             raise _translate(exc, ref, "vacuuming") from exc
-        after = None if dry_run or not removed else str(self._require(ref).version())
-        return MaintenanceResult(before, after, files_removed=len(removed), bytes_removed=nbytes)
+        nested = nested_tables(sizes)
+        removed = [p for p in (urllib.parse.unquote(p) for p in paths) if outside(p, nested)]
+        nbytes = sum(sizes.get(p, 0) for p in removed)
+        if not dry_run and removed:
+            delete_files((f"{root}/{p}" for p in removed), ref.storage_options)
+        return MaintenanceResult(before, None, files_removed=len(removed), bytes_removed=nbytes)
 
     # -- erasure ------------------------------------------------------------------------
 
@@ -325,6 +326,8 @@ class DeltaMaintenance:
         root = ref.uri.rstrip("/")
         listing = list_files(ref.uri, ref.storage_options)
         rel = {f.uri[len(root) + 1 :]: f for f in listing}
+        nested = nested_tables(rel)
+        rel = {p: f for p, f in rel.items() if outside(p, nested)}  # another asset's table
         running_stages = {
             p.split("/")[1]
             for p in rel

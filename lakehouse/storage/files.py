@@ -109,38 +109,56 @@ def delete_files(uris: Iterable[str], options: Mapping[str, str] | None = None) 
     return done
 
 
-def delete_tree(uri: str, options: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """Delete every file under ``uri`` and the folder itself; returns ``(files, bytes)``."""
+def own_files(
+    uri: str, options: Mapping[str, str] | None = None
+) -> tuple[list[StoredFile], set[str]]:
+    """The files under a table root ``uri`` that belong to it, and the relative folders of
+    other tables nested below it (left alone)."""
+    root = uri.rstrip("/")
     files = list_files(uri, options)
+    nested = nested_tables(f.uri[len(root) + 1 :] for f in files)
+    return [f for f in files if outside(f.uri[len(root) + 1 :], nested)], nested
+
+
+def delete_tree(uri: str, options: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """Delete a table folder (tables nested below it stay); returns ``(files, bytes)``."""
+    files, nested = own_files(uri, options)
     delete_files((f.uri for f in files), options)
-    fs, path = filesystem(uri, options)
-    with contextlib.suppress(FileNotFoundError, OSError):
-        fs.delete_dir(path)
+    if not nested:
+        fs, path = filesystem(uri, options)
+        with contextlib.suppress(FileNotFoundError, OSError):
+            fs.delete_dir(path)
     return len(files), sum(f.size for f in files)
 
 
 def move_tree(src: str, dst: str, options: Mapping[str, str] | None = None) -> int:
-    """Move every file under ``src`` to the same relative path under ``dst``.
+    """Move a table folder to ``dst`` (tables nested below ``src`` stay where they are).
 
-    Local folders are renamed in one step; object stores copy then delete. Returns the
-    number of files moved.
+    A local folder without nested tables is renamed in one step; otherwise every file is
+    moved (object stores: copied, then deleted). Returns the number of files moved.
     """
+    import os
+
     fs, src_path = filesystem(src, options)
     _, dst_path = filesystem(dst, options)
-    if scheme(src) == "file":
-        import os
-
+    files, nested = own_files(src, options)
+    local = scheme(src) == "file"
+    if local and not nested:
         os.makedirs(os.path.dirname(dst_path.rstrip("/")) or ".", exist_ok=True)
-        n = len(list_files(src, options))
         os.replace(src_path, dst_path)
-        return n
-    files = list_files(src, options)
+        return len(files)
     for f in files:
         rel = f.uri[len(src.rstrip("/")) + 1 :]
-        fs.copy_file(f.uri.split("://", 1)[1], f"{dst_path.rstrip('/')}/{rel}")
-    delete_files((f.uri for f in files), options)
-    with contextlib.suppress(FileNotFoundError, OSError):
-        fs.delete_dir(src_path)  # object stores: the folder markers left behind
+        target = f"{dst_path.rstrip('/')}/{rel}"
+        if local:
+            os.renames(filesystem(f.uri, options)[1], target)
+        else:
+            fs.copy_file(f.uri.split("://", 1)[1], target)
+    if not local:
+        delete_files((f.uri for f in files), options)
+    if not nested:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            fs.delete_dir(src_path)  # object stores: the folder markers left behind
     return len(files)
 
 
@@ -149,3 +167,27 @@ def exists(uri: str, options: Mapping[str, str] | None = None) -> bool:
 
     fs, path = filesystem(uri, options)
     return bool(fs.get_file_info(path).type != pafs.FileType.NotFound)
+
+
+def nested_tables(relative: Iterable[str]) -> set[str]:
+    """Folders (relative paths) holding another table below a table's root: a Delta
+    ``_delta_log`` or Iceberg ``metadata/*.metadata.json`` that is not the root's own
+    (an asset ``sales`` and an asset ``sales/orders`` nest). Stage tables of Delta
+    write-audit-publish (``lakehouse-stage/``) are the root's own and not counted."""
+    roots: set[str] = set()
+    for path in relative:
+        parts = path.split("/")
+        for i, part in enumerate(parts[:-1]):
+            if i == 0 or parts[0] == "lakehouse-stage":
+                continue
+            if part == "_delta_log" or (
+                part == "metadata" and parts[-1].endswith(".metadata.json")
+            ):
+                roots.add("/".join(parts[:i]))
+                break
+    return roots
+
+
+def outside(path: str, roots: Iterable[str]) -> bool:
+    """Whether the relative ``path`` lies in none of the folders ``roots``."""
+    return not any(path == r or path.startswith(r + "/") for r in roots)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CommitConflictError, StorageError
 from . import PROVENANCE_PREFIX, MaintenanceResult
-from .files import delete_files, delete_tree, list_files
+from .files import delete_files, delete_tree, list_files, nested_tables, outside
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -392,10 +392,16 @@ class IcebergMaintenance:
             raise _translate(exc, ref, "expiring snapshots of") from None
         tbl = self._require(ref)
         needed = {tbl.metadata_location} | _reachable(tbl, tbl.snapshots())
+        root = tbl.location().rstrip("/")
+        listing = {f.uri[len(root) + 1 :]: f for f in list_files(root, ref.storage_options)}
+        nested = nested_tables(listing)  # other tables below this one are not ours
         doomed = [
             f
-            for f in list_files(tbl.location(), ref.storage_options)
-            if f.uri not in needed and (f.mtime is None or f.mtime < started)
+            for rel, f in listing.items()
+            if rel.split("/", 1)[0] in ("data", "metadata")
+            and outside(rel, nested)
+            and f.uri not in needed
+            and (f.mtime is None or f.mtime < started)
         ]
         delete_files((f.uri for f in doomed), ref.storage_options)
         return MaintenanceResult(
