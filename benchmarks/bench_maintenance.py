@@ -10,7 +10,7 @@ Each step runs in a fresh process:
 1. build the table (365 runs); layout ``daily``: 365 daily partitions written once each
    (the issue's table); ``monthly-append``: 12 monthly partitions, one small append a day;
 2. count the data files a full scan of the current version reads (the fragments of the
-   dataset lakehouse scans) and time the full read;
+   dataset lakehouse scans) and time the full read (best of three);
 3. ``lake.optimize()`` (and check that nothing became stale);
 4. count and time again; then ``vacuum(retain="0s")`` and read once more.
 
@@ -83,8 +83,11 @@ BUILD = COMMON + textwrap.dedent("""
 
 COUNT = COMMON + textwrap.dedent("""
     n = files_in_scan()
-    t = time.perf_counter(); rows = lake.read("events").height; secs = time.perf_counter() - t
+    secs = []
+    for _ in range(3):  # best of three full reads
+        t = time.perf_counter(); rows = lake.read("events").height; secs.append(time.perf_counter() - t)
     assert rows == DAYS * 1000, rows
+    secs = min(secs)
     print(json.dumps({"files": n, "scan_seconds": secs, "stale": lake.plan().height}))
 """)
 
