@@ -481,6 +481,11 @@ def asset(fn: Callable[..., Any] | None = None, /, **kwargs: Any) -> Any:
         max_partitions_per_run: split long ranges into chunks of this many partitions.
         max_age: freshness limit such as ``"1h"``.
         retries: retries of retryable errors (storage timeouts, commit conflicts).
+        previous_names: former names of the asset: the first run adopts the table and
+            history of the old name instead of recomputing (see ``docs/maintenance.md``).
+        erase_by: columns that carry erasable keys unchanged from the upstream (e.g.
+            ``["customer_id"]``): ``lake.erase()`` applies its predicate here directly
+            instead of recomputing, when the column lineage confirms it.
 
     Raises:
         DefinitionError: on any invalid argument, naming the asset and the fix.
