@@ -31,6 +31,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
+from functools import cached_property
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -108,9 +109,12 @@ class Settings:
     def is_local(self) -> bool:
         return "://" not in self.warehouse or self.warehouse.startswith("file://")
 
-    @property
+    @cached_property
     def warehouse_uri(self) -> str:
-        """The warehouse as an absolute path (local) or URI (remote), without a trailing '/'."""
+        """The warehouse as an absolute path (local) or URI (remote), without a trailing '/'.
+
+        Resolved once: a later change of the working directory does not move the lakehouse.
+        """
         if self.is_local:
             path = (
                 self.warehouse[len("file://") :]

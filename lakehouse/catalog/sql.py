@@ -186,6 +186,21 @@ def _load_inputs(text: str | None) -> tuple[InputVersion, ...]:
     return tuple(InputVersion(a, v, int(s)) for a, v, s in json.loads(text))
 
 
+def _as_state_row(r: Any) -> StateRow:
+    return StateRow(
+        r.asset,
+        int(r.pstart),
+        int(r.pend),
+        int(r.mat_id),
+        r.version,
+        int(r.seq),
+        r.code_version,
+        _load_inputs(r.inputs),
+        float(r.materialized_at),
+        r.rows,
+    )
+
+
 def make_engine(url: str) -> Engine:
     """A SQLAlchemy engine for the catalog URL (SQLite: WAL and a busy timeout)."""
     if url.startswith("sqlite"):
@@ -277,20 +292,7 @@ class SqlCatalog(Catalog):
         out: dict[str, list[StateRow]] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(query):
-                out.setdefault(r.asset, []).append(
-                    StateRow(
-                        r.asset,
-                        int(r.pstart),
-                        int(r.pend),
-                        int(r.mat_id),
-                        r.version,
-                        int(r.seq),
-                        r.code_version,
-                        _load_inputs(r.inputs),
-                        float(r.materialized_at),
-                        r.rows,
-                    )
-                )
+                out.setdefault(r.asset, []).append(_as_state_row(r))
         return out
 
     def unfinished_runs(self) -> list[dict[str, Any]]:
@@ -544,6 +546,35 @@ class SqlCatalog(Catalog):
 
         holder: str | None = self._tx(tx)
         return holder
+
+    def acquire_lease_with_state(
+        self, run_id: str, asset: str, start: int, end: int, ttl: float
+    ) -> tuple[str | None, list[StateRow], list[dict[str, Any]]]:
+        """:meth:`acquire_lease`, plus (in the same transaction) the state rows and the
+        committed-lease markers of ``asset`` overlapping ``[start, end)``, so a step can
+        see whether another run wrote its partitions since it was planned without a
+        second round trip."""
+        t = leases_table
+        st = state_table
+
+        def tx(conn: Connection) -> tuple[str | None, list[StateRow], list[dict[str, Any]]]:
+            _lock(conn, f"lease:{asset}")
+            now = time.time()
+            overlap = (t.c.asset == asset, t.c.pstart < end, t.c.pend > start)
+            rows = conn.execute(sa.select(t).where(*overlap)).fetchall()
+            for r in rows:
+                if r.run_id != run_id and r.expires_at > now and r.state == "computing":
+                    return str(r.run_id), [], []
+            markers = [dict(r._mapping) for r in rows if r.state == "committed" and r.expires_at > now]
+            conn.execute(sa.delete(t).where(*overlap, sa.or_(t.c.run_id == run_id, t.c.expires_at <= now)))
+            conn.execute(sa.insert(t).values(asset=asset, pstart=start, pend=end, run_id=run_id, expires_at=now + ttl,
+                                             state="computing"))
+            state = [_as_state_row(r) for r in conn.execute(
+                sa.select(st).where(st.c.asset == asset, st.c.pstart < end, st.c.pend > start))]
+            return None, state, markers
+
+        result: tuple[str | None, list[StateRow], list[dict[str, Any]]] = self._tx(tx)
+        return result
 
     def commit_lease(self, run_id: str, asset: str, start: int, end: int, version: str | None, seq: int | None,
                      code_version: str) -> None:

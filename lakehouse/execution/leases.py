@@ -90,9 +90,15 @@ class Leases:
             return run(step)
         asset = step.asset
         start, end = _span(step)
-        holder = self.catalog.acquire_lease(self.run_id, asset, start, end, self.ttl)
-        if holder is None:
-            return self._start(step, run, start, end)
+        acquire = getattr(self.catalog, "acquire_lease_with_state", None)
+        if acquire is not None:  # one transaction: the lease and what other runs wrote meanwhile
+            holder, rows, markers = acquire(self.run_id, asset, start, end, self.ttl)
+            if holder is None:
+                return self._start(step, run, start, end, (rows, markers))
+        else:
+            holder = self.catalog.acquire_lease(self.run_id, asset, start, end, self.ttl)
+            if holder is None:
+                return self._start(step, run, start, end)
         log.info(
             "asset %s partitions [%d, %d) are leased by run %s: waiting", asset, start, end, holder
         )
@@ -114,9 +120,14 @@ class Leases:
         return outer
 
     def _start(
-        self, step: Step, run: Callable[[Step], Future[StepResult]], start: int, end: int
+        self,
+        step: Step,
+        run: Callable[[Step], Future[StepResult]],
+        start: int,
+        end: int,
+        seen: tuple[Sequence[StateRow], Sequence[Mapping[str, Any]]] | None = None,
     ) -> Future[StepResult]:
-        done = self._done_meanwhile(step, start, end)
+        done = self._done_meanwhile(step, start, end, seen)
         if done is not None:
             self._release(step, start, end)
             fut: Future[StepResult] = Future()
@@ -148,14 +159,28 @@ class Leases:
         except Exception as exc:
             log.warning("could not release a lease of run %s: %s", self.run_id, exc)
 
-    def _done_meanwhile(self, step: Step, start: int, end: int) -> StepResult | None:
+    def _done_meanwhile(
+        self,
+        step: Step,
+        start: int,
+        end: int,
+        seen: tuple[Sequence[StateRow], Sequence[Mapping[str, Any]]] | None = None,
+    ) -> StepResult | None:
         """A result standing for the step when another run wrote its whole range with the
-        same code since this run planned, else ``None``."""
+        same code since this run planned, else ``None``. ``seen`` holds the state rows and
+        committed markers read while taking the lease (else they are read now)."""
         from ..partitions import RangeSet
 
         known = self._known.get(step.asset, set())
         done: list[tuple[int, int, str | None, int]] = []  # start, end, version, seq
-        for r in self.catalog.state([step.asset]).get(step.asset, []):
+        if seen is None:
+            committed = getattr(self.catalog, "committed_leases", None)
+            seen = (
+                self.catalog.state([step.asset]).get(step.asset, []),
+                committed(step.asset) if committed is not None else [],
+            )
+        rows, markers = seen
+        for r in rows:
             if (
                 r.end > start
                 and r.start < end
@@ -163,8 +188,7 @@ class Leases:
                 and r.code_version == step.code_version
             ):
                 done.append((r.start, r.end, r.version, r.seq))
-        committed = getattr(self.catalog, "committed_leases", None)
-        for m in committed(step.asset) if committed is not None else []:
+        for m in markers:
             if (
                 m["run_id"] != self.run_id
                 and m["pend"] > start
