@@ -105,7 +105,7 @@ class DeltaFormat:
                 delta_schema_mode = "overwrite"
         try:
             if mode.kind == "merge" and dt is not None:
-                self._merge(dt, payload, mode, predicate, props, delta_schema_mode == "merge")
+                self._merge(dt, payload, mode, predicate, props, delta_schema_mode == "merge", partition_by)
             else:
                 kind = "overwrite" if mode.kind == "merge" else mode.kind
                 dl.write_deltalake(
@@ -133,7 +133,8 @@ class DeltaFormat:
         return WriteResult(str(version), version, counter[0], schema_fingerprint(data.schema))
 
     def _merge(
-        self, dt: Any, payload: Any, mode: WriteMode, predicate: str | None, props: Any, merge_schema: bool
+        self, dt: Any, payload: Any, mode: WriteMode, predicate: str | None, props: Any, merge_schema: bool,
+        partition_by: list[str],
     ) -> None:
         on = " AND ".join(f't."{c}" = s."{c}"' for c in mode.on)
         merger = dt.merge(
@@ -146,7 +147,7 @@ class DeltaFormat:
         )
         merger = merger.when_matched_update_all().when_not_matched_insert_all()
         if mode.delete_missing:
-            merger = merger.when_not_matched_by_source_delete(predicate=_qualify(predicate, "t"))
+            merger = merger.when_not_matched_by_source_delete(predicate=_qualify(predicate, "t", partition_by))
         merger.execute()
 
     def dataset(self, ref: TableRef) -> pads.Dataset:
@@ -172,10 +173,6 @@ class DeltaFormat:
                         "provenance": prov})
         return out
 
-
-def _arrow_schema(dt: Any) -> pa.Schema:
-    import pyarrow as pa
-
     # -- write-audit-publish (see delta_wap.py) -------------------------------------------
 
     def stage(self, ref: TableRef, data: pa.Table | pa.RecordBatchReader, **kwargs: Any) -> Any:
@@ -198,6 +195,10 @@ def _arrow_schema(dt: Any) -> pa.Schema:
 
         return clean_stages(self, ref, keep)
 
+
+def _arrow_schema(dt: Any) -> pa.Schema:
+    import pyarrow as pa
+
     return pa.schema(dt.schema().to_arrow())
 
 
@@ -210,13 +211,16 @@ def _find_commit(dt: Any, step_id: str) -> int:
     return int(dt.version())
 
 
-def _qualify(predicate: str | None, alias: str) -> str | None:
-    """Prefix the double-quoted column names of a partition predicate with ``alias.``."""
+def _qualify(predicate: str | None, alias: str, columns: list[str]) -> str | None:
+    """Prefix the partition columns of a predicate with ``alias.`` (outside string literals)."""
     if predicate is None:
         return None
     import re
 
-    return re.sub(r'(?<![\w.])"([^"]+)"', lambda m: f'{alias}."{m.group(1)}"', predicate)
+    names = "|".join(re.escape(c) for c in sorted(columns, key=len, reverse=True))
+    pattern = re.compile(rf'(?<![\w.])"?({names})"?(?![\w])')
+    parts = re.split(r"('(?:[^']|'')*')", predicate)
+    return "".join(p if p.startswith("'") else pattern.sub(lambda m: f'{alias}."{m.group(1)}"', p) for p in parts)
 
 
 def _translate(exc: Exception, ref: TableRef, predicate: str | None) -> Exception:
