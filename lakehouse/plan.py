@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .partitions import PartitionMapping, PartitionsDefinition
 
 UNIT = RangeSet.of(0, 1)
+EMPTY = RangeSet()
 
 #: Extra reasons reported before the built-in ones (the last run failed a check).
 LEADING_REASONS = ("check_failed",)
@@ -136,7 +137,7 @@ def map_down(graph: AssetGraph, upstream: str, asset: str, rs: RangeSet, now: An
     up_def = graph.specs[upstream].partitions
     down_def = graph.specs[asset].partitions
     if up_def is None and down_def is None:
-        return UNIT if rs else RangeSet()
+        return UNIT if rs else EMPTY
     mapping = mapping_for(graph, asset, upstream) or default_mapping(up_def, down_def)
     return downstream_range(mapping, up_def, down_def, rs, now)
 
@@ -146,7 +147,7 @@ def map_up(graph: AssetGraph, asset: str, upstream: str, rs: RangeSet, now: Any 
     up_def = graph.specs[upstream].partitions
     down_def = graph.specs[asset].partitions
     if up_def is None and down_def is None:
-        return UNIT if rs else RangeSet()
+        return UNIT if rs else EMPTY
     mapping = mapping_for(graph, asset, upstream) or default_mapping(up_def, down_def)
     return upstream_range(mapping, up_def, down_def, rs, now)
 
@@ -167,12 +168,12 @@ def staleness(
     for key in graph.order:
         spec = graph.specs[key]
         if spec.kind == "source":  # never materialized: its readers run inside dependants' steps
-            stale_union[key] = RangeSet()
+            stale_union[key] = EMPTY
             continue
         uni = universe(spec, now_dt)
         rows = state.get(key, ())
         entries: list[tuple[RangeSet, str, str | None]] = []
-        assigned = RangeSet()
+        assigned = EMPTY
         full = False  # every partition already has a reason: later checks cannot add any
 
         def add(rs: RangeSet, reason: str, cause: str | None) -> None:
@@ -189,11 +190,11 @@ def staleness(
         for rs, reason, cause in (extra or {}).get(key, ()):
             if reason in LEADING_REASONS:
                 add(rs, reason, cause)
-        materialized = RangeSet([(r.start, r.end) for r in rows])
+        materialized = RangeSet([(r.start, r.end) for r in rows]) if rows else EMPTY
         add(uni - materialized, "partition_missing" if (rows and spec.partitions) else "never_materialized", None)
         cv = code_versions.get(key)
         if cv is not None:
-            changed = RangeSet([(r.start, r.end) for r in rows if r.code_version != cv])
+            changed = RangeSet([(r.start, r.end) for r in rows if r.code_version != cv]) if rows else EMPTY
             add(changed, "code_changed", key)
         for up in graph.parents[key]:
             up_rows = seq_rows.get(up, ())
@@ -249,7 +250,7 @@ def build_plan(
         target = targets.get(key)
         if target is None:
             target = universe(graph.specs[key], _now_dt(now if now is not None else time.time()))
-        covered = RangeSet()
+        covered = EMPTY
         for rs, reason, cause in stale.get(key, ()):
             hit = rs & target
             if hit:
