@@ -316,3 +316,22 @@ def test_any_sequence_of_runs_matches_an_in_memory_model(tmp_path_factory, ops) 
         st_ = lake.status("ev")
         assert st_.filter(~pl.col("stale"))["count"].sum() == len(model)
         assert st_.filter(pl.col("reason") == "partition_missing")["count"].sum() == 10 - len(model)
+
+
+def test_out_of_range_rows_rejected_on_an_existing_table(tmp_path: Path) -> None:
+    leak = {"on": False}
+
+    @lh.asset(partitions=DAYS, partition_column="day", code_version="1")
+    def grows(ctx: lh.Context) -> pl.DataFrame:
+        rows = day_rows(ctx, per_day=1)
+        return pl.concat([rows, rows.with_columns(day=pl.lit(date(2013, 2, 27)))]) if leak["on"] else rows
+
+    lake = lh.Lakehouse(tmp_path, assets=[grows])
+    lake.materialize(partitions="2013-01-01..2013-01-03")
+    before = lake.read("grows").sort("day")
+    leak["on"] = True
+    with pytest.raises(MaterializeError) as err:
+        lake.materialize(partitions="2013-01-02", force=True)
+    text = str(err.value)
+    assert "grows" in text and "2013-01-02" in text and "2013-02-27" in text and "nothing was published" in text
+    assert lake.read("grows").sort("day").equals(before)

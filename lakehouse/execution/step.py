@@ -202,7 +202,15 @@ def _run_step(step: Step, tel: Any) -> StepResult:
                 from ..partitions import predicate, predicate_sql
 
                 pred = predicate(spec.partitions, rng, spec.partition_column)
-                data = _validated(data, pred, step)
+                if (getattr(fmt, "rejects_rows_outside_predicate", False) and spec.write.kind == "overwrite"
+                        and not step.checks and step.table.version is not None):
+                    # the format's own overwrite of an existing table rejects rows outside the
+                    # predicate before committing (and names them): only the columns are
+                    # checked here. (A new table is validated first, so a rejected first
+                    # write leaves no folder behind.)
+                    _has_partition_columns(data, step)
+                else:
+                    data = _validated(data, pred, step)
                 write_predicate = predicate_sql(pred)
             tel.phase("checks")
             # checks hook: write-audit-publish (stage, run the checks, ONE commit if they pass)
@@ -285,14 +293,8 @@ def _native_factory(fmt: Any, ref: TableRef) -> Any:
     return make
 
 
-def _validated(data: pa.Table | pa.RecordBatchReader, pred: Predicate, step: Step) -> Any:
-    """``data`` with every row checked to lie inside the partitions being written."""
-    import pyarrow as pa
-
-    from ..engines.polars import rows_outside
-
-    cols = list(step.spec.partition_column)
-    missing = [c for c in cols if data.schema.get_field_index(c) < 0]
+def _has_partition_columns(data: pa.Table | pa.RecordBatchReader, step: Step) -> None:
+    missing = [c for c in step.spec.partition_column if data.schema.get_field_index(c) < 0]
     if missing:
         raise PartitionError(
             f"the output has no partition column {missing[0]!r}",
@@ -300,6 +302,16 @@ def _validated(data: pa.Table | pa.RecordBatchReader, pred: Predicate, step: Ste
             partition=step.partitions_text,
             hint=f"return a column named {missing[0]!r} holding the partition value",
         )
+
+
+def _validated(data: pa.Table | pa.RecordBatchReader, pred: Predicate, step: Step) -> Any:
+    """``data`` with every row checked to lie inside the partitions being written."""
+    import pyarrow as pa
+
+    from ..engines.polars import rows_outside
+
+    cols = list(step.spec.partition_column)
+    _has_partition_columns(data, step)
 
     def check(table: pa.Table) -> None:
         bad, nulls, value = rows_outside(table, pred, cols)

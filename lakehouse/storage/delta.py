@@ -30,6 +30,8 @@ class DeltaFormat:
     """The :class:`~lakehouse.storage.TableFormat` for Delta Lake."""
 
     name = "delta"
+    #: an overwrite with a predicate fails before committing if any row lies outside it
+    rejects_rows_outside_predicate = True
 
     def _open(self, ref: TableRef, version: str | int | None = None) -> Any:
         dl = _dl()
@@ -233,11 +235,13 @@ def _translate(exc: Exception, ref: TableRef, predicate: str | None) -> Exceptio
     if isinstance(exc, dl.exceptions.SchemaMismatchError):
         return SchemaError(f"the table rejected the output schema: {text}", asset=ref.asset,
                            hint="use schema='add_columns' for additive changes")
-    if predicate and "predicate" in text.lower():
+    if predicate and ("predicate" in text.lower() or "failed validation check" in str(exc)):
+        found = _offending_rows(str(exc))
         return PartitionError(
-            f"rows outside the partitions being written ({predicate}): {text}",
+            f"the output has rows outside the partitions being written ({predicate}); nothing was "
+            f"published. {found}",
             asset=ref.asset,
-            hint="return only rows of ctx.partition",
+            hint="filter the output to ctx.partition.start <= column < ctx.partition.end",
         )
     if isinstance(exc, OSError):
         return StorageError(f"cannot write the Delta table at {ref.uri}: {text}", asset=ref.asset,
@@ -245,7 +249,16 @@ def _translate(exc: Exception, ref: TableRef, predicate: str | None) -> Exceptio
     if isinstance(exc, (StorageError, SchemaError, PartitionError)):
         return exc
     return StorageError(f"writing the Delta table at {ref.uri} failed: {type(exc).__name__}: {text}",
-                        asset=ref.asset, hint="see the chained error above")
+                        asset=ref.asset,
+                        hint="check that the storage is reachable and writable (the chained error has details)")
+
+
+def _offending_rows(text: str) -> str:
+    """The count and preview table delta-rs prints for rows failing a predicate."""
+    lines = text.splitlines()
+    head = next((ln.split("Invalid data found: ", 1)[-1] for ln in lines if "rows failed" in ln), "")
+    table = [ln for ln in lines if ln.startswith(("|", "+"))][:8]
+    return (head + ("\n" + "\n".join(table) if table else "")).strip()
 
 
 def provenance_json(value: Any) -> str:
