@@ -548,16 +548,23 @@ class SqlCatalog(Catalog):
         return holder
 
     def acquire_lease_with_state(
-        self, run_id: str, asset: str, start: int, end: int, ttl: float
+        self, run_id: str, asset: str, start: int, end: int, ttl: float,
+        commit: Sequence[Mapping[str, Any]] = (),
     ) -> tuple[str | None, list[StateRow], list[dict[str, Any]]]:
         """:meth:`acquire_lease`, plus (in the same transaction) the state rows and the
         committed-lease markers of ``asset`` overlapping ``[start, end)``, so a step can
         see whether another run wrote its partitions since it was planned without a
-        second round trip."""
+        second round trip. ``commit`` holds this run's finished leases to turn into
+        "committed" markers first (see :meth:`commit_lease`)."""
         t = leases_table
         st = state_table
 
         def tx(conn: Connection) -> tuple[str | None, list[StateRow], list[dict[str, Any]]]:
+            for m in commit:
+                conn.execute(
+                    sa.update(t).where(t.c.run_id == run_id, t.c.asset == m["asset"], t.c.pstart == m["start"],
+                                       t.c.pend == m["end"])
+                    .values(state="committed", version=m["version"], seq=m["seq"], code_version=m["code_version"]))
             _lock(conn, f"lease:{asset}")
             now = time.time()
             overlap = (t.c.asset == asset, t.c.pstart < end, t.c.pend > start)

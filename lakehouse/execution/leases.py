@@ -61,6 +61,10 @@ class Leases:
         self.enabled = hasattr(catalog, "acquire_lease")
         self._known = {k: {r.mat_id for r in rows} for k, rows in state.items()}
         self._stop = threading.Event()
+        # "committed" markers of finished steps, written with the run's next lease
+        # transaction (or heartbeat) instead of one transaction each
+        self._pending: list[dict[str, Any]] = []
+        self._pending_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         if self.enabled:
             self._thread = threading.Thread(
@@ -71,9 +75,40 @@ class Leases:
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.ttl / 3):
             try:
+                self._flush()
                 self.catalog.renew_leases(self.run_id, self.ttl)
             except Exception as exc:
                 log.warning("could not renew the leases of run %s: %s", self.run_id, exc)
+
+    def _take_pending(self) -> list[dict[str, Any]]:
+        with self._pending_lock:
+            out, self._pending = self._pending, []
+        return out
+
+    def _put_back(self, markers: list[dict[str, Any]]) -> None:
+        with self._pending_lock:
+            self._pending[:0] = markers
+
+    def _flush(self) -> None:
+        """Write the pending "committed" markers (heartbeat; runs with no further lease
+        transactions for a while)."""
+        for m in self._take_pending():
+            self.catalog.commit_lease(self.run_id, m["asset"], m["start"], m["end"], m["version"], m["seq"],
+                                      m["code_version"])
+
+    def _acquire(self, asset: str, start: int, end: int) -> tuple[str | None, Any, Any]:
+        """Take a lease (flushing pending markers in the same transaction)."""
+        acquire = getattr(self.catalog, "acquire_lease_with_state", None)
+        if acquire is None:
+            self._flush()
+            return self.catalog.acquire_lease(self.run_id, asset, start, end, self.ttl), None, None
+        pending = self._take_pending()
+        try:
+            holder, rows, markers = acquire(self.run_id, asset, start, end, self.ttl, commit=pending)
+        except BaseException:
+            self._put_back(pending)
+            raise
+        return holder, rows, markers
 
     def close(self) -> None:
         """Stop renewing. The run's leases (and "committed" markers) are deleted by
@@ -90,15 +125,10 @@ class Leases:
             return run(step)
         asset = step.asset
         start, end = _span(step)
-        acquire = getattr(self.catalog, "acquire_lease_with_state", None)
-        if acquire is not None:  # one transaction: the lease and what other runs wrote meanwhile
-            holder, rows, markers = acquire(self.run_id, asset, start, end, self.ttl)
-            if holder is None:
-                return self._start(step, run, start, end, (rows, markers))
-        else:
-            holder = self.catalog.acquire_lease(self.run_id, asset, start, end, self.ttl)
-            if holder is None:
-                return self._start(step, run, start, end)
+        # one transaction: pending markers, the lease, and what other runs wrote meanwhile
+        holder, rows, markers = self._acquire(asset, start, end)
+        if holder is None:
+            return self._start(step, run, start, end, None if rows is None else (rows, markers))
         log.info(
             "asset %s partitions [%d, %d) are leased by run %s: waiting", asset, start, end, holder
         )
@@ -106,12 +136,13 @@ class Leases:
 
         def wait_then_run() -> None:
             try:
-                while (
-                    self.catalog.acquire_lease(self.run_id, asset, start, end, self.ttl) is not None
-                ):
+                while True:
+                    held_by, rows, markers = self._acquire(asset, start, end)
+                    if held_by is None:
+                        break
                     if self._stop.wait(self.poll):
                         raise RuntimeError("the run ended while waiting for a lease")
-                inner = self._start(step, run, start, end)
+                inner = self._start(step, run, start, end, None if rows is None else (rows, markers))
                 inner.add_done_callback(lambda f: _chain(f, outer))
             except BaseException as exc:
                 outer.set_exception(exc)
@@ -144,13 +175,12 @@ class Leases:
     def _finished(self, step: Step, start: int, end: int, fut: Future[StepResult]) -> None:
         res = None if fut.cancelled() or fut.exception() is not None else fut.result()
         if res is not None and res.status == "materialized" and res.seq is not None:
-            try:  # keep a "committed" marker until this run records the write
-                self.catalog.commit_lease(
-                    self.run_id, step.asset, start, end, res.version, res.seq, step.code_version
-                )
-                return
-            except Exception as exc:
-                log.warning("could not mark a lease of run %s committed: %s", self.run_id, exc)
+            # keep a "committed" marker until this run records the write; it is written by
+            # the run's next lease transaction, its heartbeat, or replaced by finish_run
+            with self._pending_lock:
+                self._pending.append({"asset": step.asset, "start": start, "end": end, "version": res.version,
+                                      "seq": res.seq, "code_version": step.code_version})
+            return
         self._release(step, start, end)
 
     def _release(self, step: Step, start: int, end: int) -> None:
