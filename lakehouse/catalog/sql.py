@@ -186,6 +186,28 @@ def _load_inputs(text: str | None) -> tuple[InputVersion, ...]:
     return tuple(InputVersion(a, v, int(s)) for a, v, s in json.loads(text))
 
 
+def _take_lease(
+    conn: Connection, run_id: str, asset: str, start: int, end: int, ttl: float
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """Inside a transaction: lease ``[start, end)`` of ``asset`` to ``run_id`` unless a live
+    run is computing an overlapping range. Returns ``(holder, committed markers)``:
+    ``holder`` is ``None`` when the lease was taken; the markers are other runs' live
+    "committed" leases overlapping the range."""
+    t = leases_table
+    _lock(conn, f"lease:{asset}")
+    now = time.time()
+    overlap = (t.c.asset == asset, t.c.pstart < end, t.c.pend > start)
+    rows = conn.execute(sa.select(t).where(*overlap)).fetchall()
+    for r in rows:
+        if r.run_id != run_id and r.expires_at > now and r.state == "computing":
+            return str(r.run_id), []
+    markers = [dict(r._mapping) for r in rows if r.state == "committed" and r.expires_at > now]
+    conn.execute(sa.delete(t).where(*overlap, sa.or_(t.c.run_id == run_id, t.c.expires_at <= now)))
+    conn.execute(sa.insert(t).values(asset=asset, pstart=start, pend=end, run_id=run_id, expires_at=now + ttl,
+                                     state="computing"))
+    return None, markers
+
+
 def _as_state_row(r: Any) -> StateRow:
     return StateRow(
         r.asset,
@@ -529,22 +551,7 @@ class SqlCatalog(Catalog):
         Returns ``None`` when the lease was taken, else the id of the live run holding an
         overlapping lease. Expired leases (their holder died) are taken over.
         """
-        t = leases_table
-
-        def tx(conn: Connection) -> str | None:
-            _lock(conn, f"lease:{asset}")
-            now = time.time()
-            overlap = (t.c.asset == asset, t.c.pstart < end, t.c.pend > start)
-            rows = conn.execute(sa.select(t).where(*overlap)).fetchall()
-            for r in rows:
-                if r.run_id != run_id and r.expires_at > now and r.state == "computing":
-                    return str(r.run_id)
-            conn.execute(sa.delete(t).where(*overlap, sa.or_(t.c.run_id == run_id, t.c.expires_at <= now)))
-            conn.execute(sa.insert(t).values(asset=asset, pstart=start, pend=end, run_id=run_id, expires_at=now + ttl,
-                                             state="computing"))
-            return None
-
-        holder: str | None = self._tx(tx)
+        holder: str | None = self._tx(lambda conn: _take_lease(conn, run_id, asset, start, end, ttl)[0])
         return holder
 
     def acquire_lease_with_state(
@@ -565,17 +572,9 @@ class SqlCatalog(Catalog):
                     sa.update(t).where(t.c.run_id == run_id, t.c.asset == m["asset"], t.c.pstart == m["start"],
                                        t.c.pend == m["end"])
                     .values(state="committed", version=m["version"], seq=m["seq"], code_version=m["code_version"]))
-            _lock(conn, f"lease:{asset}")
-            now = time.time()
-            overlap = (t.c.asset == asset, t.c.pstart < end, t.c.pend > start)
-            rows = conn.execute(sa.select(t).where(*overlap)).fetchall()
-            for r in rows:
-                if r.run_id != run_id and r.expires_at > now and r.state == "computing":
-                    return str(r.run_id), [], []
-            markers = [dict(r._mapping) for r in rows if r.state == "committed" and r.expires_at > now]
-            conn.execute(sa.delete(t).where(*overlap, sa.or_(t.c.run_id == run_id, t.c.expires_at <= now)))
-            conn.execute(sa.insert(t).values(asset=asset, pstart=start, pend=end, run_id=run_id, expires_at=now + ttl,
-                                             state="computing"))
+            holder, markers = _take_lease(conn, run_id, asset, start, end, ttl)
+            if holder is not None:
+                return holder, [], []
             state = [_as_state_row(r) for r in conn.execute(
                 sa.select(st).where(st.c.asset == asset, st.c.pstart < end, st.c.pend > start))]
             return None, state, markers
