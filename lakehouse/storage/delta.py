@@ -93,6 +93,7 @@ class DeltaFormat:
         check_schema(ref.asset, old_schema, data.schema, schema_mode, full_overwrite=full_overwrite)
         props = dl.CommitProperties(custom_metadata={PROVENANCE_PREFIX + k: v for k, v in provenance.items()})
         opts = dict(ref.storage_options) or None
+        before = set(_files(dt)) if dt is not None else set()
         counter = [0]
         if isinstance(data, pa.Table):
             counter[0] = data.num_rows
@@ -132,7 +133,8 @@ class DeltaFormat:
                 version = _find_commit(dt, provenance.get("step_id", ""))
         else:
             version = int(dt.version())
-        return WriteResult(str(version), version, counter[0], schema_fingerprint(data.schema))
+        added = sum(size for path, size in _files(dt).items() if path not in before)
+        return WriteResult(str(version), version, counter[0], schema_fingerprint(data.schema), bytes=added)
 
     def _merge(
         self, dt: Any, payload: Any, mode: WriteMode, predicate: str | None, props: Any, merge_schema: bool,
@@ -196,6 +198,14 @@ class DeltaFormat:
         from .delta_wap import clean_stages
 
         return clean_stages(self, ref, keep)
+
+
+def _files(dt: Any) -> dict[str, int]:
+    """``{path: size in bytes}`` of the data files of a table's loaded version."""
+    import pyarrow as pa
+
+    actions = pa.table(dt.get_add_actions(flatten=True)).select(["path", "size_bytes"])
+    return dict(zip(actions.column("path").to_pylist(), actions.column("size_bytes").to_pylist()))
 
 
 def _arrow_schema(dt: Any) -> pa.Schema:
