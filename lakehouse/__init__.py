@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .assets import AssetSpec, Context, PartitionContext, WriteMode, asset, merge
 from ._logging import install as _install_logging
+from .assets import AssetSpec, Context, PartitionContext, WriteMode, asset, merge
+from .checks import CheckResult, accepted_values, check, expect, not_null, row_count, unique
 from .config import Settings
 from .errors import (
     CatalogError,
@@ -31,7 +32,6 @@ from .errors import (
     UnknownAssetError,
 )
 from .partitions import daily, hourly, monthly, multi, static, upstream, weekly
-from .checks import CheckResult, accepted_values, check, expect, not_null, row_count, unique
 from .sources import delta_table, files, iceberg_table, source, sql_table
 
 __version__ = "0.1.0"
@@ -67,11 +67,51 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "AssetSpec", "CatalogError", "CheckFailedError", "CommitConflictError", "ConfigError", "Context", "CycleError", "DaskExecutor",
-    "DefinitionError", "DuplicateAssetError", "Lakehouse", "LakehouseError", "LeaseError", "Lineage",
-    "MaterializeError", "OutputError", "PartitionContext", "PartitionError", "RunResult", "SchemaError", "Settings",
-    "StorageError", "TableInfo", "UnknownAssetError", "WriteMode", "__version__", "asset", "daily", "hourly",
-    "merge", "monthly", "multi", "static", "upstream", "weekly",
-    "CheckResult", "accepted_values", "check", "expect", "not_null", "row_count", "unique",
-    "delta_table", "files", "iceberg_table", "source", "sql_table",
+    "AssetSpec",
+    "CatalogError",
+    "CheckFailedError",
+    "CheckResult",
+    "CommitConflictError",
+    "ConfigError",
+    "Context",
+    "CycleError",
+    "DaskExecutor",
+    "DefinitionError",
+    "DuplicateAssetError",
+    "Lakehouse",
+    "LakehouseError",
+    "LeaseError",
+    "Lineage",
+    "MaterializeError",
+    "OutputError",
+    "PartitionContext",
+    "PartitionError",
+    "RunResult",
+    "SchemaError",
+    "Settings",
+    "StorageError",
+    "TableInfo",
+    "UnknownAssetError",
+    "WriteMode",
+    "__version__",
+    "accepted_values",
+    "asset",
+    "check",
+    "daily",
+    "delta_table",
+    "expect",
+    "files",
+    "hourly",
+    "iceberg_table",
+    "merge",
+    "monthly",
+    "multi",
+    "not_null",
+    "row_count",
+    "source",
+    "sql_table",
+    "static",
+    "unique",
+    "upstream",
+    "weekly",
 ]

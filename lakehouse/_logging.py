@@ -27,9 +27,13 @@ from collections.abc import Iterator
 LOGGER_NAME = "lakehouse"
 FIELDS = ("run_id", "asset", "partition")
 
-_run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("lakehouse_run_id", default=None)
+_run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "lakehouse_run_id", default=None
+)
 _asset: contextvars.ContextVar[str | None] = contextvars.ContextVar("lakehouse_asset", default=None)
-_partition: contextvars.ContextVar[str | None] = contextvars.ContextVar("lakehouse_partition", default=None)
+_partition: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "lakehouse_partition", default=None
+)
 _VARS = {"run_id": _run_id, "asset": _asset, "partition": _partition}
 
 

@@ -10,18 +10,22 @@ from typing import TYPE_CHECKING, Any
 
 from .assets import REGISTRY, AssetSpec, TableRef, collect
 from .config import Settings
-from .errors import CatalogError, ConfigError, LakehouseError, MaterializeError, PartitionError, UnknownAssetError
-from .execution.result import RESULT_COLUMNS, RunResult
+from .errors import (
+    CatalogError,
+    ConfigError,
+    LakehouseError,
+    MaterializeError,
+    PartitionError,
+    UnknownAssetError,
+)
+from .execution.result import RunResult
 from .graph import AssetGraph
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
 
-    from .catalog import InputVersion, MaterializationRecord, StateRow
+    from .catalog import StateRow
     from .catalog.sql import SqlCatalog
-    from .execution import Executor
-    from .execution.local import Task
-    from .execution.step import Step, StepResult
     from .partitions import RangeSet
     from .plan import Plan
 
@@ -64,7 +68,9 @@ class Lineage:
         """``upstream, downstream`` for every edge among the asset and its relatives."""
         import polars as pl
 
-        return pl.DataFrame(self._edges, schema={"upstream": pl.String, "downstream": pl.String}, orient="row")
+        return pl.DataFrame(
+            self._edges, schema={"upstream": pl.String, "downstream": pl.String}, orient="row"
+        )
 
     @property
     def columns(self) -> pl.DataFrame:
@@ -74,7 +80,12 @@ class Lineage:
         rows: list[dict[str, Any]] = []
         if self._lake is not None:
             rows = self._lake._column_lineage_rows(self.asset)
-        schema = {"column": pl.String, "source_asset": pl.String, "source_column": pl.String, "kind": pl.String}
+        schema = {
+            "column": pl.String,
+            "source_asset": pl.String,
+            "source_column": pl.String,
+            "kind": pl.String,
+        }
         return pl.DataFrame(rows, schema=schema)
 
     def _repr_html_(self) -> str:
@@ -126,7 +137,9 @@ class Lakehouse:
                 warehouse=str(warehouse) if warehouse is not None else None,
                 catalog=catalog,
                 format=format,
-                storage_options=dict(storage_options) if isinstance(storage_options, Mapping) else storage_options,
+                storage_options=dict(storage_options)
+                if isinstance(storage_options, Mapping)
+                else storage_options,
                 executor=exec_name,
                 max_workers=max_workers,
                 **options,
@@ -155,7 +168,7 @@ class Lakehouse:
                     raise CatalogError(
                         f"cannot create the catalog folder {self.settings.state_dir}: {exc.strerror or exc}",
                         hint="set local_dir= (or LAKEHOUSE_LOCAL_DIR) to a writable folder, or catalog= to a "
-                             "database URL",
+                        "database URL",
                     ) from None
             self._catalog = SqlCatalog(self.settings.catalog_url)
         return self._catalog
@@ -196,7 +209,9 @@ class Lakehouse:
             format=self.format_of(spec),
             uri=f"{self.settings.warehouse_uri}/{spec.key}",
             version=version,
-            storage_options=delta_options(self.settings.warehouse_uri, self.settings.storage_options),
+            storage_options=delta_options(
+                self.settings.warehouse_uri, self.settings.storage_options
+            ),
             catalog=self._iceberg_props() if self.format_of(spec) == "iceberg" else {},
             namespace=spec.namespace,
             partitions=spec.partitions,
@@ -210,16 +225,25 @@ class Lakehouse:
 
         props = dict(self.settings.iceberg_catalog)
         if not props:
-            props = {"type": "sql", "uri": self.settings.catalog_url,
-                     "warehouse": _as_uri(self.settings.warehouse_uri), LOCATION_PROP: "warehouse"}
-        return {**iceberg_properties(self.settings.warehouse_uri, self.settings.storage_options), **props}
+            props = {
+                "type": "sql",
+                "uri": self.settings.catalog_url,
+                "warehouse": _as_uri(self.settings.warehouse_uri),
+                LOCATION_PROP: "warehouse",
+            }
+        return {
+            **iceberg_properties(self.settings.warehouse_uri, self.settings.storage_options),
+            **props,
+        }
 
     def code_versions(self) -> dict[str, str]:
         """The current code version of every asset."""
         from .fingerprint import code_versions
 
         specs = self.graph.specs
-        computed = code_versions(s.fn for s in specs.values() if s.code_version is None and s.fn is not None)
+        computed = code_versions(
+            s.fn for s in specs.values() if s.code_version is None and s.fn is not None
+        )
         return {
             key: spec.code_version or (computed[spec.fn] if spec.fn is not None else "source")
             for key, spec in specs.items()
@@ -253,14 +277,18 @@ class Lakehouse:
             )
         return targets
 
-    def _extra_reasons(self, state: Mapping[str, Sequence[StateRow]]) -> dict[str, list[tuple[Any, str, str | None]]]:
+    def _extra_reasons(
+        self, state: Mapping[str, Sequence[StateRow]]
+    ) -> dict[str, list[tuple[Any, str, str | None]]]:
         extra: dict[str, list[tuple[Any, str, str | None]]] = {}
         for ext in self._extensions:
             for key, items in ext(self, state).items():
                 extra.setdefault(key, []).extend(items)
         return extra
 
-    def _plan(self, select: Any, partitions: Any, force: bool) -> tuple[Plan, dict[str, list[StateRow]], dict[str, str]]:
+    def _plan(
+        self, select: Any, partitions: Any, force: bool
+    ) -> tuple[Plan, dict[str, list[StateRow]], dict[str, str]]:
         from .plan import build_plan
 
         graph = self.graph
@@ -273,7 +301,9 @@ class Lakehouse:
         state = self.catalog.state()
         cvs = self.code_versions()
         targets = self._targets(keys, partitions)
-        plan = build_plan(graph, state, cvs, keys, targets, force=force, extra=self._extra_reasons(state))
+        plan = build_plan(
+            graph, state, cvs, keys, targets, force=force, extra=self._extra_reasons(state)
+        )
         return plan, state, cvs
 
     def _recover(self) -> None:
@@ -281,15 +311,22 @@ class Lakehouse:
         from .execution.recovery import recover_unfinished
 
         recover_unfinished(self)
-        if any(s.previous_names for s in self.graph.specs.values()):  # renamed assets adopt their history
+        if any(
+            s.previous_names for s in self.graph.specs.values()
+        ):  # renamed assets adopt their history
             from .maintenance import adopt_renamed
 
             adopt_renamed(self)
 
     # -- planning and status ----------------------------------------------------------
 
-    def plan(self, select: str | Sequence[str] | None = None, *, partitions: Any = None,
-             force: bool = False) -> pl.DataFrame:
+    def plan(
+        self,
+        select: str | Sequence[str] | None = None,
+        *,
+        partitions: Any = None,
+        force: bool = False,
+    ) -> pl.DataFrame:
         """Exactly what :meth:`materialize` would run, and why.
 
         Returns:
@@ -312,7 +349,9 @@ class Lakehouse:
 
         return asset_status(self, name, expand=expand)
 
-    def observe(self, select: str | Sequence[str] | None = None, *, raise_on_error: bool = True) -> pl.DataFrame:
+    def observe(
+        self, select: str | Sequence[str] | None = None, *, raise_on_error: bool = True
+    ) -> pl.DataFrame:
         """Observe sources and record the versions that changed (see :mod:`lakehouse.sources`).
 
         A changed version makes the assets that read the source stale with reason
@@ -374,7 +413,9 @@ class Lakehouse:
             failures = result.failures
             lines = "\n".join(f"  - {a}: {e}" for a, e in failures.items())
             raise MaterializeError(
-                f"{len(failures)} asset(s) failed in run {run_id}:\n{lines}", result=result, failures=failures
+                f"{len(failures)} asset(s) failed in run {run_id}:\n{lines}",
+                result=result,
+                failures=failures,
             )
         return result
 
@@ -410,10 +451,19 @@ class Lakehouse:
             ref = self.table_ref(spec, None if version is None else str(version))
         fmt = get_format(ref.format)
         if not fmt.exists(ref):
-            raise UnknownAssetError("has no table yet", asset=ref.asset, hint=f"run lake.materialize({ref.asset!r})")
+            raise UnknownAssetError(
+                "has no table yet", asset=ref.asset, hint=f"run lake.materialize({ref.asset!r})"
+            )
         native = getattr(fmt, "native", None)
-        return scan(InputSource(ref.asset, ref, None, dataset=lambda: fmt.dataset(ref),
-                                table=(lambda: native(ref)) if native is not None else None))
+        return scan(
+            InputSource(
+                ref.asset,
+                ref,
+                None,
+                dataset=lambda: fmt.dataset(ref),
+                table=(lambda: native(ref)) if native is not None else None,
+            )
+        )
 
     def read(self, name: str, *, version: str | int | None = None) -> pl.DataFrame:
         """An asset's table as a Polars DataFrame; ``version`` time-travels."""
@@ -431,7 +481,9 @@ class Lakehouse:
         edges = [(u, d) for (u, d) in g.edges() if u in members and d in members]
         return Lineage(key, up, down, list(g.parents[key]), list(g.children[key]), edges, self)
 
-    def provenance(self, name: str, version: str | int | None = None, depth: int | None = None) -> pl.DataFrame:
+    def provenance(
+        self, name: str, version: str | int | None = None, depth: int | None = None
+    ) -> pl.DataFrame:
         """The full tree of materializations behind one version of an asset (default: current).
 
         Built from the catalog's records only, so it survives later rewrites of the
@@ -474,7 +526,9 @@ class Lakehouse:
 
         return impact_frame(self, name, None if version is None else str(version))
 
-    def column_lineage(self, ref: str, direction: str = "upstream", *, indirect: bool = True) -> pl.DataFrame:
+    def column_lineage(
+        self, ref: str, direction: str = "upstream", *, indirect: bool = True
+    ) -> pl.DataFrame:
         """Follow one column through the whole graph.
 
         Args:
@@ -528,8 +582,14 @@ class Lakehouse:
 
     # -- maintenance and lifecycle ---------------------------------------------------------
 
-    def optimize(self, select: str | Sequence[str] | None = None, *, zorder: str | Sequence[str] | None = None,
-                 partitions: Any = None, dry_run: bool = False) -> pl.DataFrame:
+    def optimize(
+        self,
+        select: str | Sequence[str] | None = None,
+        *,
+        zorder: str | Sequence[str] | None = None,
+        partitions: Any = None,
+        dry_run: bool = False,
+    ) -> pl.DataFrame:
         """Compact small files into large ones, per partition; table content and staleness
         stay as they are (see the maintenance guide).
 
@@ -551,8 +611,12 @@ class Lakehouse:
 
         return optimize(self, select, zorder=zorder, partitions=partitions, dry_run=dry_run)
 
-    def vacuum(self, select: str | Sequence[str] | None = None, retain: str | float = "7d",
-               dry_run: bool = False) -> pl.DataFrame:
+    def vacuum(
+        self,
+        select: str | Sequence[str] | None = None,
+        retain: str | float = "7d",
+        dry_run: bool = False,
+    ) -> pl.DataFrame:
         """Delete files (and Iceberg snapshots) older than ``retain`` that no needed version uses.
 
         Never removes what the current version, a version the partition state reads, a
@@ -610,8 +674,9 @@ class Lakehouse:
 
         return wipe(self, name, partitions, dry_run=dry_run)
 
-    def erase(self, asset: str, where: Any, reason: str, *, who: str | None = None,
-              dry_run: bool = False) -> pl.DataFrame:
+    def erase(
+        self, asset: str, where: Any, reason: str, *, who: str | None = None, dry_run: bool = False
+    ) -> pl.DataFrame:
         """Erase rows everywhere they flowed: the asset, its dependants, and old versions.
 
         Deletes the rows matching ``where`` from ``asset``; then every dependant partition
@@ -657,8 +722,10 @@ class Lakehouse:
             n = len(self.graph)
         except LakehouseError:
             n = -1
-        return (f"Lakehouse(warehouse={self.settings.warehouse_uri!r}, catalog={_mask(self.settings.catalog_url)!r}, "
-                f"assets={n})")
+        return (
+            f"Lakehouse(warehouse={self.settings.warehouse_uri!r}, catalog={_mask(self.settings.catalog_url)!r}, "
+            f"assets={n})"
+        )
 
     def _repr_html_(self) -> str:
         from .notebook import lakehouse_html
@@ -701,8 +768,16 @@ def _new_run_id() -> str:
 
 
 def _skipped_row(key: str) -> dict[str, Any]:
-    return {"asset": key, "partitions": None, "status": "skipped", "reason": "fresh", "rows": None,
-            "version": None, "seconds": 0.0, "error": None}
+    return {
+        "asset": key,
+        "partitions": None,
+        "status": "skipped",
+        "reason": "fresh",
+        "rows": None,
+        "version": None,
+        "seconds": 0.0,
+        "error": None,
+    }
 
 
 def _parse_partitions(spec: AssetSpec, partitions: Any, now: Any) -> RangeSet:
@@ -711,11 +786,15 @@ def _parse_partitions(spec: AssetSpec, partitions: Any, now: Any) -> RangeSet:
     defn = spec.partitions
     assert defn is not None
     if isinstance(partitions, str) or isinstance(partitions, (list, tuple)):
-        return defn.parse(partitions if isinstance(partitions, str) else list(partitions), asset=spec.key, now=now)
+        return defn.parse(
+            partitions if isinstance(partitions, str) else list(partitions), asset=spec.key, now=now
+        )
     if isinstance(partitions, RangeSet):
         return partitions
-    raise ConfigError(f"partitions={partitions!r} is not a key, a list or a range",
-                      hint="e.g. '2013-01-01..2013-01-31'")
+    raise ConfigError(
+        f"partitions={partitions!r} is not a key, a list or a range",
+        hint="e.g. '2013-01-01..2013-01-31'",
+    )
 
 
 def as_list(value: str | Iterable[str] | None) -> list[str] | None:

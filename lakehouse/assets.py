@@ -237,7 +237,9 @@ def _parse_age(value: str | float | int | None, name: str) -> float | None:
         return float(text[:-1]) * units[text[-1]]
     except (KeyError, ValueError, IndexError):
         raise DefinitionError(
-            f"max_age={value!r} is not a duration", asset=name, hint="use e.g. '30m', '1h', '7d' or seconds"
+            f"max_age={value!r} is not a duration",
+            asset=name,
+            hint="use e.g. '30m', '1h', '7d' or seconds",
         ) from None
 
 
@@ -274,7 +276,9 @@ def build_spec(
         )
     asset_name = name or getattr(fn, "__name__", None)
     if not asset_name or asset_name == "<lambda>":
-        raise DefinitionError("an asset needs a name", hint="pass name='...' for lambdas and callables")
+        raise DefinitionError(
+            "an asset needs a name", hint="pass name='...' for lambdas and callables"
+        )
     if not isinstance(asset_name, str) or "/" in asset_name or not asset_name.strip():
         raise DefinitionError(
             f"asset name {asset_name!r} is invalid",
@@ -283,16 +287,22 @@ def build_spec(
         )
     label = f"{namespace}/{asset_name}" if namespace else asset_name
     if namespace is not None and (not isinstance(namespace, str) or not namespace.strip("/")):
-        raise DefinitionError(f"namespace {namespace!r} is invalid", asset=label, hint="use e.g. namespace='sales'")
+        raise DefinitionError(
+            f"namespace {namespace!r} is invalid", asset=label, hint="use e.g. namespace='sales'"
+        )
     if namespace:
         namespace = namespace.strip("/")
     if engine not in ENGINES:
         raise DefinitionError(
-            f"engine={engine!r} is not supported", asset=label, hint=f"use one of {', '.join(ENGINES)}"
+            f"engine={engine!r} is not supported",
+            asset=label,
+            hint=f"use one of {', '.join(ENGINES)}",
         )
     if format is not None and format not in FORMATS:
         raise DefinitionError(
-            f"format={format!r} is not supported", asset=label, hint=f"use one of {', '.join(FORMATS)}"
+            f"format={format!r} is not supported",
+            asset=label,
+            hint=f"use one of {', '.join(FORMATS)}",
         )
     if isinstance(write, str):
         if write not in ("overwrite", "append"):
@@ -306,24 +316,34 @@ def build_spec(
         write_mode = write
     else:
         raise DefinitionError(
-            f"write={write!r} is not a write mode", asset=label, hint="use 'overwrite', 'append' or lh.merge(on=[...])"
+            f"write={write!r} is not a write mode",
+            asset=label,
+            hint="use 'overwrite', 'append' or lh.merge(on=[...])",
         )
     if schema not in SCHEMA_MODES:
         raise DefinitionError(
-            f"schema={schema!r} is not a schema mode", asset=label, hint=f"use one of {', '.join(SCHEMA_MODES)}"
+            f"schema={schema!r} is not a schema mode",
+            asset=label,
+            hint=f"use one of {', '.join(SCHEMA_MODES)}",
         )
     if schema == "replace" and write_mode.kind != "overwrite":
         raise DefinitionError(
-            "schema='replace' needs write='overwrite'", asset=label, hint="drop schema='replace' or write='overwrite'"
+            "schema='replace' needs write='overwrite'",
+            asset=label,
+            hint="drop schema='replace' or write='overwrite'",
         )
     if code_version is not None and not isinstance(code_version, str):
-        raise DefinitionError("code_version must be a string", asset=label, hint="code_version='2024-05-01'")
+        raise DefinitionError(
+            "code_version must be a string", asset=label, hint="code_version='2024-05-01'"
+        )
 
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         raise DefinitionError(
-            "cannot read the function's signature", asset=label, hint="decorate a plain Python function"
+            "cannot read the function's signature",
+            asset=label,
+            hint="decorate a plain Python function",
         ) from None
 
     explicit = dict(ins or {})
@@ -338,7 +358,9 @@ def build_spec(
             )
         if param.name not in explicit and _is_context(param):
             if context_param is not None:
-                raise DefinitionError("two context parameters", asset=label, hint="keep one ctx parameter")
+                raise DefinitionError(
+                    "two context parameters", asset=label, hint="keep one ctx parameter"
+                )
             context_param = param.name
             continue
         ref = explicit.pop(param.name, param.name)
@@ -361,7 +383,11 @@ def build_spec(
                 asset=label,
                 hint="remove the default, or compute the value inside the function",
             )
-        inputs.append(AssetInput(param.name, ref.strip("/"), annotation_name(param.annotation), mapping, since))
+        inputs.append(
+            AssetInput(
+                param.name, ref.strip("/"), annotation_name(param.annotation), mapping, since
+            )
+        )
     if explicit:
         raise DefinitionError(
             f"ins names parameters the function does not have: {sorted(explicit)}",
@@ -371,7 +397,9 @@ def build_spec(
     dep_list = tuple(deps or ())
     for d in dep_list:
         if not isinstance(d, str) or not d.strip("/"):
-            raise DefinitionError(f"deps entry {d!r} is not an asset name", asset=label, hint="deps=['raw_orders']")
+            raise DefinitionError(
+                f"deps entry {d!r} is not an asset name", asset=label, hint="deps=['raw_orders']"
+            )
     if engine == "duckdb" and kind == "asset":
         pass
     pcols: tuple[str, ...]
@@ -403,16 +431,22 @@ def build_spec(
             )
     elif pcols:
         raise DefinitionError(
-            "partition_column= without partitions=", asset=label, hint="add partitions=lh.daily(start=...)"
+            "partition_column= without partitions=",
+            asset=label,
+            hint="add partitions=lh.daily(start=...)",
         )
     if max_partitions_per_run is not None and (
         not isinstance(max_partitions_per_run, int) or max_partitions_per_run < 1
     ):
         raise DefinitionError(
-            f"max_partitions_per_run={max_partitions_per_run!r} must be a positive int", asset=label, hint="e.g. 31"
+            f"max_partitions_per_run={max_partitions_per_run!r} must be a positive int",
+            asset=label,
+            hint="e.g. 31",
         )
     if not isinstance(retries, int) or retries < 0:
-        raise DefinitionError(f"retries={retries!r} must be an int >= 0", asset=label, hint="e.g. retries=2")
+        raise DefinitionError(
+            f"retries={retries!r} must be an int >= 0", asset=label, hint="e.g. retries=2"
+        )
     return AssetSpec(
         name=asset_name,
         namespace=namespace or None,

@@ -576,14 +576,30 @@ def _bytes(n: int | None) -> str:
 
 def cmd_optimize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     lake = open_lakehouse(args)
-    df = lake.optimize(_selection(args), zorder=args.zorder or None, partitions=args.partitions,
-                       dry_run=args.dry_run)
+    df = lake.optimize(
+        _selection(args),
+        zorder=args.zorder or None,
+        partitions=args.partitions,
+        dry_run=args.dry_run,
+    )
     if args.json:
         _emit_json({"dry_run": args.dry_run, "assets": _records(df)}, out)
         return EXIT_OK
-    rows = [[r["asset"], r["action"], r["files_before"], r["files_after"], r["version_after"] or r["version_before"],
-             r["detail"]] for r in df.iter_rows(named=True)]
-    out.write(render_table(["asset", "action", "files before", "files after", "version", "detail"], rows) + "\n")
+    rows = [
+        [
+            r["asset"],
+            r["action"],
+            r["files_before"],
+            r["files_after"],
+            r["version_after"] or r["version_before"],
+            r["detail"],
+        ]
+        for r in df.iter_rows(named=True)
+    ]
+    out.write(
+        render_table(["asset", "action", "files before", "files after", "version", "detail"], rows)
+        + "\n"
+    )
     if args.dry_run:
         out.write("\ndry run: nothing was changed\n")
     return EXIT_OK
@@ -595,8 +611,16 @@ def cmd_vacuum(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.json:
         _emit_json({"dry_run": args.dry_run, "retain": args.retain, "assets": _records(df)}, out)
         return EXIT_OK
-    rows = [[r["asset"], r["action"], r["files_removed"], _bytes(r["bytes_removed"]), r["kept_versions"]]
-            for r in df.iter_rows(named=True)]
+    rows = [
+        [
+            r["asset"],
+            r["action"],
+            r["files_removed"],
+            _bytes(r["bytes_removed"]),
+            r["kept_versions"],
+        ]
+        for r in df.iter_rows(named=True)
+    ]
     out.write(render_table(["asset", "action", "files", "size", "versions kept"], rows) + "\n")
     files, size = int(df["files_removed"].sum() or 0), int(df["bytes_removed"].sum() or 0)
     verb = "would remove" if args.dry_run else "removed"
@@ -610,10 +634,14 @@ def cmd_drop(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     preview = lake.drop(name, dry_run=True)
     if not args.dry_run and not args.yes:
         if args.json:
-            raise UsageError("`lakehouse drop --json` does not ask for confirmation",
-                             hint="add --yes to drop without asking")
-        err.write(f"drop the table of {preview['asset']!r} ({preview['uri']}, {preview['files_removed']:,} file(s), "
-                  f"{_bytes(preview['bytes_removed'])}) and its whole history? [y/N] ")
+            raise UsageError(
+                "`lakehouse drop --json` does not ask for confirmation",
+                hint="add --yes to drop without asking",
+            )
+        err.write(
+            f"drop the table of {preview['asset']!r} ({preview['uri']}, {preview['files_removed']:,} file(s), "
+            f"{_bytes(preview['bytes_removed'])}) and its whole history? [y/N] "
+        )
         err.flush()
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
@@ -625,8 +653,10 @@ def cmd_drop(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_OK
     verb = "would drop" if args.dry_run else "dropped"
     records = sum(done["records"].values()) if done["records"] else 0
-    out.write(f"{verb} {done['asset']!r}: {done['files_removed']:,} file(s), {_bytes(done['bytes_removed'])}, "
-              f"{records:,} catalog record(s)\n")
+    out.write(
+        f"{verb} {done['asset']!r}: {done['files_removed']:,} file(s), {_bytes(done['bytes_removed'])}, "
+        f"{records:,} catalog record(s)\n"
+    )
     return EXIT_OK
 
 
@@ -726,15 +756,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_demo)
     dry = argparse.ArgumentParser(add_help=False)
-    dry.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+    dry.add_argument(
+        "--dry-run", action="store_true", help="print what would be done, change nothing"
+    )
     p = sub.add_parser(
-        "optimize", parents=[common, select, parts, dry],
+        "optimize",
+        parents=[common, select, parts, dry],
         help="compact small files (content and staleness unchanged)",
     )
-    p.add_argument("--zorder", action="append", metavar="COL", help="cluster rewritten files by column(s)")
+    p.add_argument(
+        "--zorder", action="append", metavar="COL", help="cluster rewritten files by column(s)"
+    )
     p.set_defaults(func=cmd_optimize)
     p = sub.add_parser(
-        "vacuum", parents=[common, select, dry],
+        "vacuum",
+        parents=[common, select, dry],
         help="delete old files and versions no pin, state or retention needs",
     )
     p.add_argument("--retain", default="7d", help="time travel to keep (default 7d; e.g. 12h, 0s)")

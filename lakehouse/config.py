@@ -31,8 +31,8 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from functools import cached_property
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 

@@ -146,7 +146,9 @@ class MaterializeError(LakehouseError, RuntimeError):
         failures: ``{asset: error text}`` for every failed asset.
     """
 
-    def __init__(self, message: str, *, result: Any = None, failures: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, result: Any = None, failures: dict[str, str] | None = None
+    ) -> None:
         self.result = result
         self.failures = dict(failures or {})
         super().__init__(message)

@@ -73,7 +73,9 @@ class AssetGraph:
             for p in ps:
                 children[p].append(key)
         self.order: tuple[str, ...] = self._toposort(by_key, children)
-        self.children: dict[str, tuple[str, ...]] = {k: tuple(sorted(v)) for k, v in children.items()}
+        self.children: dict[str, tuple[str, ...]] = {
+            k: tuple(sorted(v)) for k, v in children.items()
+        }
         self.specs: dict[str, AssetSpec] = {k: by_key[k] for k in self.order}
         self._position = {k: i for i, k in enumerate(self.order)}
 
@@ -97,10 +99,16 @@ class AssetGraph:
                 hint=f"name it with its namespace, e.g. ins={{'{ref}': '{sorted(candidates)[0]}'}}",
             )
         close = difflib.get_close_matches(ref, list(by_key) + list(by_name), n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}?" if close else "declare it with @lh.asset or pass it in assets="
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else "declare it with @lh.asset or pass it in assets="
+        )
         raise UnknownAssetError(f"upstream {ref!r} is not an asset", asset=spec.key, hint=hint)
 
-    def _toposort(self, by_key: dict[str, AssetSpec], children: dict[str, list[str]]) -> tuple[str, ...]:
+    def _toposort(
+        self, by_key: dict[str, AssetSpec], children: dict[str, list[str]]
+    ) -> tuple[str, ...]:
         indegree = {k: len(self.parents[k]) for k in by_key}
         ready = [k for k, d in indegree.items() if d == 0]
         heapq.heapify(ready)
@@ -157,7 +165,11 @@ class AssetGraph:
                 f"{ref!r} is ambiguous: {sorted(matches)}", asset=ref, hint="use the namespaced key"
             )
         close = difflib.get_close_matches(ref, list(self.specs), n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}?" if close else f"known assets: {', '.join(list(self.specs)[:10])}"
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"known assets: {', '.join(list(self.specs)[:10])}"
+        )
         raise UnknownAssetError("no such asset", asset=ref, hint=hint)
 
     def ancestors(self, key: str) -> list[str]:
@@ -194,7 +206,9 @@ class AssetGraph:
         chosen: set[str] = set()
         for item in items:
             if not isinstance(item, str):
-                raise UnknownAssetError(f"selection item {item!r} is not a string", hint="select='name' or ['a', 'b+']")
+                raise UnknownAssetError(
+                    f"selection item {item!r} is not a string", hint="select='name' or ['a', 'b+']"
+                )
             text = item.strip()
             up = text.startswith("+")
             down = text.endswith("+")

@@ -31,17 +31,40 @@ OK = ("materialized", "adopted")
 Ranges = tuple[tuple[int, int], ...]
 
 PROVENANCE_SCHEMA = {
-    "asset": "String", "version": "String", "partitions": "String", "input": "String", "input_version": "String",
-    "run_id": "String", "code_version": "String", "materialized_at": "Datetime", "depth": "Int64",
+    "asset": "String",
+    "version": "String",
+    "partitions": "String",
+    "input": "String",
+    "input_version": "String",
+    "run_id": "String",
+    "code_version": "String",
+    "materialized_at": "Datetime",
+    "depth": "Int64",
 }
 IMPACT_SCHEMA = {
-    "asset": "String", "partitions": "String", "version": "String", "input": "String",
-    "input_version": "String", "run_id": "String", "code_version": "String", "materialized_at": "Datetime",
-    "current": "Boolean", "depth": "Int64",
+    "asset": "String",
+    "partitions": "String",
+    "version": "String",
+    "input": "String",
+    "input_version": "String",
+    "run_id": "String",
+    "code_version": "String",
+    "materialized_at": "Datetime",
+    "current": "Boolean",
+    "depth": "Int64",
 }
-COLUMNS_SCHEMA = {"column": "String", "source_asset": "String", "source_column": "String", "kind": "String"}
+COLUMNS_SCHEMA = {
+    "column": "String",
+    "source_asset": "String",
+    "source_column": "String",
+    "kind": "String",
+}
 COLUMN_LINEAGE_SCHEMA = {
-    "asset": "String", "column": "String", "source_asset": "String", "source_column": "String", "kind": "String",
+    "asset": "String",
+    "column": "String",
+    "source_asset": "String",
+    "source_column": "String",
+    "kind": "String",
     "depth": "Int64",
 }
 
@@ -49,7 +72,10 @@ COLUMN_LINEAGE_SCHEMA = {
 def _frame(rows: list[dict[str, Any]], schema: Mapping[str, str]) -> pl.DataFrame:
     import polars as pl
 
-    types = {k: (pl.Datetime("us", "UTC") if v == "Datetime" else getattr(pl, v)) for k, v in schema.items()}
+    types = {
+        k: (pl.Datetime("us", "UTC") if v == "Datetime" else getattr(pl, v))
+        for k, v in schema.items()
+    }
     return pl.DataFrame(rows, schema=types)
 
 
@@ -57,7 +83,9 @@ def _ts(m: Mapping[str, Any]) -> _dt.datetime | None:
     start = m.get("started_at")
     if start is None:
         return None
-    return _dt.datetime.fromtimestamp(float(start) + float(m.get("seconds") or 0), tz=_dt.timezone.utc)
+    return _dt.datetime.fromtimestamp(
+        float(start) + float(m.get("seconds") or 0), tz=_dt.timezone.utc
+    )
 
 
 def recorded_key(lake: Lakehouse, name: str) -> str:
@@ -123,7 +151,11 @@ class _Records:
     def of(self, asset: str) -> list[dict[str, Any]]:
         """Successful materializations of ``asset``, oldest first."""
         if asset not in self._by_asset:
-            rows = [m for m in self.catalog.materializations(asset) if m["status"] in OK and m["seq"] is not None]
+            rows = [
+                m
+                for m in self.catalog.materializations(asset)
+                if m["status"] in OK and m["seq"] is not None
+            ]
             rows.sort(key=lambda m: (int(m["seq"]), int(m["id"])))
             self._by_asset[asset] = rows
         return self._by_asset[asset]
@@ -141,7 +173,7 @@ class _Records:
         if mode is None:
             try:
                 spec = self.lake.graph.specs.get(asset)
-            except Exception:  # noqa: BLE001 - an invalid graph: assume overwrite
+            except Exception:
                 spec = None
             mode = str(spec.write) if spec is not None else "overwrite"
         return not str(mode).startswith("overwrite")
@@ -150,15 +182,19 @@ class _Records:
         """The materialization that produced ``version`` (default: the newest)."""
         rows = self.of(asset)
         if not rows:
-            raise UnknownAssetError("has never been materialized", asset=asset,
-                                    hint=f"run lake.materialize({asset!r})")
+            raise UnknownAssetError(
+                "has never been materialized", asset=asset, hint=f"run lake.materialize({asset!r})"
+            )
         if version is None:
             return rows[-1]
         hits = [m for m in rows if str(m["version"]) == str(version)]
         if not hits:
             recent = ", ".join(str(m["version"]) for m in rows[-5:])
-            raise UnknownAssetError(f"has no recorded version {version!r} (recent: {recent})", asset=asset,
-                                    hint="see lake.history(name) for the recorded versions")
+            raise UnknownAssetError(
+                f"has no recorded version {version!r} (recent: {recent})",
+                asset=asset,
+                hint="see lake.history(name) for the recorded versions",
+            )
         return hits[-1]
 
     def behind(self, asset: str, seq: int, needed: Ranges | None) -> list[dict[str, Any]]:
@@ -190,8 +226,9 @@ def _input_ranges(m: Mapping[str, Any], asset: str) -> Ranges | None:
 # ------------------------------------------------------------------- provenance
 
 
-def provenance_frame(lake: Lakehouse, name: str, version: str | None = None,
-                     depth: int | None = None) -> pl.DataFrame:
+def provenance_frame(
+    lake: Lakehouse, name: str, version: str | None = None, depth: int | None = None
+) -> pl.DataFrame:
     """See :meth:`lakehouse.Lakehouse.provenance`."""
     key = recorded_key(lake, name)
     recs = _Records(lake)
@@ -206,8 +243,15 @@ def provenance_frame(lake: Lakehouse, name: str, version: str | None = None,
         if int(m["id"]) in seen:
             continue
         seen.add(int(m["id"]))
-        base = {"asset": m["asset"], "version": m["version"], "partitions": m["partitions"], "run_id": m["run_id"],
-                "code_version": m["code_version"], "materialized_at": _ts(m), "depth": level}
+        base = {
+            "asset": m["asset"],
+            "version": m["version"],
+            "partitions": m["partitions"],
+            "run_id": m["run_id"],
+            "code_version": m["code_version"],
+            "materialized_at": _ts(m),
+            "depth": level,
+        }
         if not m["inputs"]:
             rows.append({**base, "input": None, "input_version": None})
         for inp in m["inputs"]:
@@ -255,10 +299,20 @@ def impact_frame(lake: Lakehouse, name: str, version: str | None = None) -> pl.D
             if not (live if needed is None else _intersect(live, needed)):
                 continue  # the bad rows had been overwritten, or were not read
             seen.add(int(m["id"]))
-            rows.append({"asset": m["asset"], "partitions": m["partitions"], "version": m["version"],
-                         "input": asset, "input_version": inp.version, "run_id": m["run_id"],
-                         "code_version": m["code_version"], "materialized_at": _ts(m),
-                         "current": int(m["id"]) in live_ids, "depth": level + 1})
+            rows.append(
+                {
+                    "asset": m["asset"],
+                    "partitions": m["partitions"],
+                    "version": m["version"],
+                    "input": asset,
+                    "input_version": inp.version,
+                    "run_id": m["run_id"],
+                    "code_version": m["code_version"],
+                    "materialized_at": _ts(m),
+                    "current": int(m["id"]) in live_ids,
+                    "depth": level + 1,
+                }
+            )
             queue.append((m, level + 1))
     return _frame(rows, IMPACT_SCHEMA)
 
@@ -308,7 +362,7 @@ def _current_code_version(lake: Lakehouse, asset: str) -> str | None:
         from .fingerprint import code_version
 
         return code_version(spec.fn) if spec.fn is not None else None
-    except Exception:  # noqa: BLE001 - definitions that do not load: the catalog alone
+    except Exception:
         return None
 
 
@@ -327,29 +381,47 @@ def split_ref(lake: Lakehouse, ref: str, column: str | None = None) -> tuple[str
         names.update(lake.graph.specs)
     candidates = sorted((n for n in names if ref.startswith(n + ".")), key=len, reverse=True)
     if candidates:
-        return candidates[0], ref[len(candidates[0]) + 1:]
+        return candidates[0], ref[len(candidates[0]) + 1 :]
     if "." not in ref:
-        raise UnknownAssetError(f"{ref!r} does not name a column", hint="write 'asset.column', e.g. 'orders.amount'")
+        raise UnknownAssetError(
+            f"{ref!r} does not name a column", hint="write 'asset.column', e.g. 'orders.amount'"
+        )
     asset, col = ref.rsplit(".", 1)
     return recorded_key(lake, asset), col
 
 
-def column_lineage_frame(lake: Lakehouse, ref: str, direction: str = "upstream", *,
-                         column: str | None = None, indirect: bool = True) -> pl.DataFrame:
+def column_lineage_frame(
+    lake: Lakehouse,
+    ref: str,
+    direction: str = "upstream",
+    *,
+    column: str | None = None,
+    indirect: bool = True,
+) -> pl.DataFrame:
     """See :meth:`lakehouse.Lakehouse.column_lineage`."""
     if direction not in ("upstream", "downstream"):
         raise ValueError(f"direction={direction!r}: use 'upstream' or 'downstream'")
     asset, col = split_ref(lake, ref, column)
     index = _ColumnIndex(lake)
     if asset not in index.by_asset:
-        raise UnknownAssetError("has no recorded column lineage yet", asset=asset,
-                                hint=f"run lake.materialize({asset!r}); lineage is recorded per code version")
-    known = index.columns(asset) | {e.source_column for lin in index.by_asset.values() for e in lin.edges
-                                    if e.source_asset == asset and e.source_column}
+        raise UnknownAssetError(
+            "has no recorded column lineage yet",
+            asset=asset,
+            hint=f"run lake.materialize({asset!r}); lineage is recorded per code version",
+        )
+    known = index.columns(asset) | {
+        e.source_column
+        for lin in index.by_asset.values()
+        for e in lin.edges
+        if e.source_asset == asset and e.source_column
+    }
     if col not in known:
         cols = ", ".join(sorted(index.columns(asset))) or "none recorded"
-        raise UnknownAssetError(f"has no column {col!r} in its recorded lineage (columns: {cols})", asset=asset,
-                                hint="check the column name; lake.lineage(name).columns lists them")
+        raise UnknownAssetError(
+            f"has no column {col!r} in its recorded lineage (columns: {cols})",
+            asset=asset,
+            hint="check the column name; lake.lineage(name).columns lists them",
+        )
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = {(asset, col)}
     queue: deque[tuple[str, str, int]] = deque([(asset, col, 1)])
@@ -358,16 +430,30 @@ def column_lineage_frame(lake: Lakehouse, ref: str, direction: str = "upstream",
         a, c, level = queue.popleft()
         if direction == "upstream":
             lin = index.by_asset.get(a)
-            edges = [] if lin is None else [e for e in lin.edges
-                                            if e.column == c or (indirect and e.column is None)]
+            edges = (
+                []
+                if lin is None
+                else [e for e in lin.edges if e.column == c or (indirect and e.column is None)]
+            )
             for e in edges:
                 row = (a, e.column, e.source_asset, e.source_column, e.kind)
                 if row not in emitted:
                     emitted.add(row)
-                    rows.append({"asset": a, "column": e.column, "source_asset": e.source_asset,
-                                 "source_column": e.source_column, "kind": e.kind, "depth": level})
-                if e.source_asset is not None and e.source_column is not None \
-                        and (e.source_asset, e.source_column) not in seen:
+                    rows.append(
+                        {
+                            "asset": a,
+                            "column": e.column,
+                            "source_asset": e.source_asset,
+                            "source_column": e.source_column,
+                            "kind": e.kind,
+                            "depth": level,
+                        }
+                    )
+                if (
+                    e.source_asset is not None
+                    and e.source_column is not None
+                    and (e.source_asset, e.source_column) not in seen
+                ):
                     seen.add((e.source_asset, e.source_column))
                     queue.append((e.source_asset, e.source_column, level + 1))
         else:
@@ -380,8 +466,16 @@ def column_lineage_frame(lake: Lakehouse, ref: str, direction: str = "upstream",
                     row = (down, e.column, a, c, e.kind)
                     if row not in emitted:
                         emitted.add(row)
-                        rows.append({"asset": down, "column": e.column, "source_asset": a, "source_column": c,
-                                     "kind": e.kind, "depth": level})
+                        rows.append(
+                            {
+                                "asset": down,
+                                "column": e.column,
+                                "source_asset": a,
+                                "source_column": c,
+                                "kind": e.kind,
+                                "depth": level,
+                            }
+                        )
                     if e.column is not None and (down, e.column) not in seen:
                         seen.add((down, e.column))
                         queue.append((down, e.column, level + 1))

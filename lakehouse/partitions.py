@@ -785,7 +785,9 @@ class StaticPartitions(PartitionsDefinition):
             raise PartitionError(f"static partitions need a list of keys, not {given!r}")
         values = tuple(given)
         if not values:
-            raise PartitionError("static partitions need at least one key", hint="e.g. lh.static(['eu', 'us'])")
+            raise PartitionError(
+                "static partitions need at least one key", hint="e.g. lh.static(['eu', 'us'])"
+            )
         pos: dict[str, int] = {}
         for v in values:
             if not isinstance(v, str) or not v or v != v.strip():

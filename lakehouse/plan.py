@@ -103,8 +103,13 @@ class Plan:
             }
             for i in self.items
         ]
-        schema = {"asset": pl.String, "partitions": pl.String, "count": pl.Int64, "reason": pl.String,
-                  "cause": pl.String}
+        schema = {
+            "asset": pl.String,
+            "partitions": pl.String,
+            "count": pl.Int64,
+            "reason": pl.String,
+            "cause": pl.String,
+        }
         return pl.DataFrame(rows, schema=schema)
 
 
@@ -122,9 +127,7 @@ def universe(spec: AssetSpec, now: Any = None) -> RangeSet:
     return spec.partitions.all(now)
 
 
-def mapping_for(
-    graph: AssetGraph, asset: str, upstream: str
-) -> PartitionMapping | None:
+def mapping_for(graph: AssetGraph, asset: str, upstream: str) -> PartitionMapping | None:
     """The explicit mapping of the input reading ``upstream``, if one was declared."""
     for inp, up in graph.inputs[asset]:
         if up == upstream and inp.mapping is not None:
@@ -132,7 +135,9 @@ def mapping_for(
     return None
 
 
-def map_down(graph: AssetGraph, upstream: str, asset: str, rs: RangeSet, now: Any = None) -> RangeSet:
+def map_down(
+    graph: AssetGraph, upstream: str, asset: str, rs: RangeSet, now: Any = None
+) -> RangeSet:
     """The partitions of ``asset`` affected by partitions ``rs`` of ``upstream``."""
     up_def = graph.specs[upstream].partitions
     down_def = graph.specs[asset].partitions
@@ -191,10 +196,18 @@ def staleness(
             if reason in LEADING_REASONS:
                 add(rs, reason, cause)
         materialized = RangeSet([(r.start, r.end) for r in rows]) if rows else EMPTY
-        add(uni - materialized, "partition_missing" if (rows and spec.partitions) else "never_materialized", None)
+        add(
+            uni - materialized,
+            "partition_missing" if (rows and spec.partitions) else "never_materialized",
+            None,
+        )
         cv = code_versions.get(key)
         if cv is not None:
-            changed = RangeSet([(r.start, r.end) for r in rows if r.code_version != cv]) if rows else EMPTY
+            changed = (
+                RangeSet([(r.start, r.end) for r in rows if r.code_version != cv])
+                if rows
+                else EMPTY
+            )
             add(changed, "code_changed", key)
         for up in graph.parents[key]:
             up_rows = seq_rows.get(up, ())

@@ -120,8 +120,12 @@ observations_table = sa.Table(
     sa.Column("pend", sa.BigInteger, nullable=False),
     sa.Column("version", sa.Text, nullable=False),
     sa.Column("observed_at", sa.Float, nullable=False),
-    sa.Column("detail", sa.Text),  # JSON: the listing diff of a files source ({"add": [...], "del": [...]})
-    sa.Column("checked_at", sa.Float),  # last time this (newest) version was confirmed by an observation
+    sa.Column(
+        "detail", sa.Text
+    ),  # JSON: the listing diff of a files source ({"add": [...], "del": [...]})
+    sa.Column(
+        "checked_at", sa.Float
+    ),  # last time this (newest) version was confirmed by an observation
 )
 
 leases_table = sa.Table(
@@ -203,8 +207,16 @@ def _take_lease(
             return str(r.run_id), []
     markers = [dict(r._mapping) for r in rows if r.state == "committed" and r.expires_at > now]
     conn.execute(sa.delete(t).where(*overlap, sa.or_(t.c.run_id == run_id, t.c.expires_at <= now)))
-    conn.execute(sa.insert(t).values(asset=asset, pstart=start, pend=end, run_id=run_id, expires_at=now + ttl,
-                                     state="computing"))
+    conn.execute(
+        sa.insert(t).values(
+            asset=asset,
+            pstart=start,
+            pend=end,
+            run_id=run_id,
+            expires_at=now + ttl,
+            state="computing",
+        )
+    )
     return None, markers
 
 
@@ -271,14 +283,16 @@ class SqlCatalog(Catalog):
         with self.engine.begin() as conn:
             _lock(conn, "migrate")  # PostgreSQL: one process creates/upgrades the schema at a time
             meta_table.create(conn, checkfirst=True)
-            row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
+            row = conn.execute(
+                sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+            ).first()
             try:
                 current = int(row[0]) if row else 0
             except ValueError:
                 raise CatalogError(
                     f"the catalog at {_safe_url(self.url)} has an unreadable schema version {row[0]!r}",
                     hint="the catalog is damaged: restore it, or rebuild it from the tables with "
-                         "lake.rebuild_catalog() after moving it away",
+                    "lake.rebuild_catalog() after moving it away",
                 ) from None
             if current > SCHEMA_VERSION:
                 raise CatalogError(
@@ -289,7 +303,9 @@ class SqlCatalog(Catalog):
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[version](conn)
             if current == 0:
-                conn.execute(sa.insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
+                conn.execute(
+                    sa.insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION))
+                )
             elif current < SCHEMA_VERSION:
                 conn.execute(
                     sa.update(meta_table)
@@ -299,7 +315,9 @@ class SqlCatalog(Catalog):
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
+            row = conn.execute(
+                sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+            ).first()
         return int(row[0]) if row else 0
 
     # -- reads ------------------------------------------------------------------------
@@ -344,7 +362,9 @@ class SqlCatalog(Catalog):
 
     def runs(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(runs_table).order_by(runs_table.c.started_at.desc()).limit(limit))
+            rows = conn.execute(
+                sa.select(runs_table).order_by(runs_table.c.started_at.desc()).limit(limit)
+            )
             return [dict(r._mapping) for r in rows]
 
     def rows(self, table: str, **where: Any) -> list[dict[str, Any]]:
@@ -365,7 +385,9 @@ class SqlCatalog(Catalog):
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def record_observations(self, rows: Sequence[Mapping[str, Any]], checked: Mapping[str, float]) -> None:
+    def record_observations(
+        self, rows: Sequence[Mapping[str, Any]], checked: Mapping[str, float]
+    ) -> None:
         """Store new observations and stamp ``checked_at`` on the newest observation of each
         source in ``checked`` (sources observed successfully), in one transaction."""
         t = observations_table
@@ -379,9 +401,16 @@ class SqlCatalog(Catalog):
     def failed_checks(self) -> list[dict[str, Any]]:
         """Failed blocking checks (``severity='error'``), for the ``check_failed`` reason."""
         t = checks_table
-        query = sa.select(t.c.asset, t.c.check_name, t.c.failing_rows, t.c.pstart, t.c.pend, t.c.checked_at,
-                          t.c.sample, t.c.detail).where(
-            t.c.passed == sa.false(), t.c.severity == "error")
+        query = sa.select(
+            t.c.asset,
+            t.c.check_name,
+            t.c.failing_rows,
+            t.c.pstart,
+            t.c.pend,
+            t.c.checked_at,
+            t.c.sample,
+            t.c.detail,
+        ).where(t.c.passed == sa.false(), t.c.severity == "error")
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
@@ -464,7 +493,9 @@ class SqlCatalog(Catalog):
 
         return list(self._tx(tx))
 
-    def _insert_records(self, conn: Connection, records: Sequence[MaterializationRecord]) -> list[int]:
+    def _insert_records(
+        self, conn: Connection, records: Sequence[MaterializationRecord]
+    ) -> list[int]:
         if not records:
             return []
         t = materializations_table
@@ -495,12 +526,19 @@ class SqlCatalog(Catalog):
         return [int(row[0]) for row in result]
 
     def _write_state(
-        self, conn: Connection, records: Sequence[MaterializationRecord], ids: Sequence[int], now: float
+        self,
+        conn: Connection,
+        records: Sequence[MaterializationRecord],
+        ids: Sequence[int],
+        now: float,
     ) -> None:
         """Fold successful records into the range state of their assets: one read, one
         delete and one insert for the whole run."""
-        written = [(rec, mat_id) for rec, mat_id in zip(records, ids)
-                   if rec.status in ("materialized", "adopted") and rec.seq is not None]
+        written = [
+            (rec, mat_id)
+            for rec, mat_id in zip(records, ids)
+            if rec.status in ("materialized", "adopted") and rec.seq is not None
+        ]
         if not written:
             return
         t = state_table
@@ -512,8 +550,11 @@ class SqlCatalog(Catalog):
         for rec, mat_id in written:
             # a partition keeps the newest write (highest table seq): a run that finishes
             # late, or the adoption of a crashed run's commit, never rolls the state back
-            newer = sorted((row["pstart"], row["pend"]) for row in rows[rec.asset]
-                           if row["pend"] > rec.start and row["pstart"] < rec.end and row["seq"] > rec.seq)
+            newer = sorted(
+                (row["pstart"], row["pend"])
+                for row in rows[rec.asset]
+                if row["pend"] > rec.start and row["pstart"] < rec.end and row["seq"] > rec.seq
+            )
             kept: list[dict[str, Any]] = []
             for row in rows[rec.asset]:
                 if row["pend"] <= rec.start or row["pstart"] >= rec.end or row["seq"] > rec.seq:
@@ -545,17 +586,26 @@ class SqlCatalog(Catalog):
 
     # -- leases -------------------------------------------------------------------------
 
-    def acquire_lease(self, run_id: str, asset: str, start: int, end: int, ttl: float) -> str | None:
+    def acquire_lease(
+        self, run_id: str, asset: str, start: int, end: int, ttl: float
+    ) -> str | None:
         """Lease partitions ``[start, end)`` of ``asset`` to ``run_id`` for ``ttl`` seconds.
 
         Returns ``None`` when the lease was taken, else the id of the live run holding an
         overlapping lease. Expired leases (their holder died) are taken over.
         """
-        holder: str | None = self._tx(lambda conn: _take_lease(conn, run_id, asset, start, end, ttl)[0])
+        holder: str | None = self._tx(
+            lambda conn: _take_lease(conn, run_id, asset, start, end, ttl)[0]
+        )
         return holder
 
     def acquire_lease_with_state(
-        self, run_id: str, asset: str, start: int, end: int, ttl: float,
+        self,
+        run_id: str,
+        asset: str,
+        start: int,
+        end: int,
+        ttl: float,
         commit: Sequence[Mapping[str, Any]] = (),
     ) -> tuple[str | None, list[StateRow], list[dict[str, Any]]]:
         """:meth:`acquire_lease`, plus (in the same transaction) the state rows and the
@@ -569,53 +619,100 @@ class SqlCatalog(Catalog):
         def tx(conn: Connection) -> tuple[str | None, list[StateRow], list[dict[str, Any]]]:
             for m in commit:
                 conn.execute(
-                    sa.update(t).where(t.c.run_id == run_id, t.c.asset == m["asset"], t.c.pstart == m["start"],
-                                       t.c.pend == m["end"])
-                    .values(state="committed", version=m["version"], seq=m["seq"], code_version=m["code_version"]))
+                    sa.update(t)
+                    .where(
+                        t.c.run_id == run_id,
+                        t.c.asset == m["asset"],
+                        t.c.pstart == m["start"],
+                        t.c.pend == m["end"],
+                    )
+                    .values(
+                        state="committed",
+                        version=m["version"],
+                        seq=m["seq"],
+                        code_version=m["code_version"],
+                    )
+                )
             holder, markers = _take_lease(conn, run_id, asset, start, end, ttl)
             if holder is not None:
                 return holder, [], []
-            state = [_as_state_row(r) for r in conn.execute(
-                sa.select(st).where(st.c.asset == asset, st.c.pstart < end, st.c.pend > start))]
+            state = [
+                _as_state_row(r)
+                for r in conn.execute(
+                    sa.select(st).where(st.c.asset == asset, st.c.pstart < end, st.c.pend > start)
+                )
+            ]
             return None, state, markers
 
         result: tuple[str | None, list[StateRow], list[dict[str, Any]]] = self._tx(tx)
         return result
 
-    def commit_lease(self, run_id: str, asset: str, start: int, end: int, version: str | None, seq: int | None,
-                     code_version: str) -> None:
+    def commit_lease(
+        self,
+        run_id: str,
+        asset: str,
+        start: int,
+        end: int,
+        version: str | None,
+        seq: int | None,
+        code_version: str,
+    ) -> None:
         """Turn a lease into a marker that the partitions are committed (until the run
         records them): other runs stop waiting and do not compute them again."""
         t = leases_table
-        self._tx(lambda conn: conn.execute(
-            sa.update(t).where(t.c.run_id == run_id, t.c.asset == asset, t.c.pstart == start, t.c.pend == end)
-            .values(state="committed", version=version, seq=seq, code_version=code_version)))
+        self._tx(
+            lambda conn: conn.execute(
+                sa.update(t)
+                .where(
+                    t.c.run_id == run_id, t.c.asset == asset, t.c.pstart == start, t.c.pend == end
+                )
+                .values(state="committed", version=version, seq=seq, code_version=code_version)
+            )
+        )
 
     def committed_leases(self, asset: str) -> list[dict[str, Any]]:
         """Live markers of partitions of ``asset`` committed by runs that have not recorded them."""
         t = leases_table
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t).where(t.c.asset == asset, t.c.state == "committed",
-                                                   t.c.expires_at > time.time()))
+            rows = conn.execute(
+                sa.select(t).where(
+                    t.c.asset == asset, t.c.state == "committed", t.c.expires_at > time.time()
+                )
+            )
             return [dict(r._mapping) for r in rows]
 
     def release_lease(self, run_id: str, asset: str, start: int, end: int) -> None:
         t = leases_table
-        self._tx(lambda conn: conn.execute(
-            sa.delete(t).where(t.c.run_id == run_id, t.c.asset == asset, t.c.pstart == start, t.c.pend == end)))
+        self._tx(
+            lambda conn: conn.execute(
+                sa.delete(t).where(
+                    t.c.run_id == run_id, t.c.asset == asset, t.c.pstart == start, t.c.pend == end
+                )
+            )
+        )
 
     def renew_leases(self, run_id: str, ttl: float) -> None:
         """Extend every lease of ``run_id`` and record that the run is alive."""
         now = time.time()
 
         def tx(conn: Connection) -> None:
-            conn.execute(sa.update(leases_table).where(leases_table.c.run_id == run_id).values(expires_at=now + ttl))
-            conn.execute(sa.update(runs_table).where(runs_table.c.run_id == run_id).values(heartbeat_at=now))
+            conn.execute(
+                sa.update(leases_table)
+                .where(leases_table.c.run_id == run_id)
+                .values(expires_at=now + ttl)
+            )
+            conn.execute(
+                sa.update(runs_table).where(runs_table.c.run_id == run_id).values(heartbeat_at=now)
+            )
 
         self._tx(tx)
 
     def release_leases(self, run_id: str) -> None:
-        self._tx(lambda conn: conn.execute(sa.delete(leases_table).where(leases_table.c.run_id == run_id)))
+        self._tx(
+            lambda conn: conn.execute(
+                sa.delete(leases_table).where(leases_table.c.run_id == run_id)
+            )
+        )
 
     def leases(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -633,7 +730,7 @@ class SqlCatalog(Catalog):
                     return fn(conn)
             except sa.exc.OperationalError as exc:
                 if attempt < 7 and _transient(exc):
-                    time.sleep(min(2.0, 0.05 * 2 ** attempt))
+                    time.sleep(min(2.0, 0.05 * 2**attempt))
                     continue
                 raise CatalogError(
                     f"the catalog at {_safe_url(self.url)} failed: {str(exc).splitlines()[0]}",
@@ -648,7 +745,9 @@ class SqlCatalog(Catalog):
             if start is None or end is None:
                 conn.execute(sa.delete(t).where(t.c.asset == asset))
                 return
-            rows = conn.execute(sa.select(t).where(t.c.asset == asset, t.c.pstart < end, t.c.pend > start)).fetchall()
+            rows = conn.execute(
+                sa.select(t).where(t.c.asset == asset, t.c.pstart < end, t.c.pend > start)
+            ).fetchall()
             conn.execute(sa.delete(t).where(t.c.asset == asset, t.c.pstart < end, t.c.pend > start))
             keep = []
             for row in rows:
@@ -666,8 +765,16 @@ class SqlCatalog(Catalog):
 
 def _transient(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return any(w in text for w in ("database is locked", "database is busy", "deadlock", "could not serialize",
-                                   "serialization failure"))
+    return any(
+        w in text
+        for w in (
+            "database is locked",
+            "database is busy",
+            "deadlock",
+            "could not serialize",
+            "serialization failure",
+        )
+    )
 
 
 def _lock(conn: Connection, *keys: str) -> None:
@@ -676,7 +783,9 @@ def _lock(conn: Connection, *keys: str) -> None:
     if conn.dialect.name != "postgresql":
         return
     for key in sorted(set(keys)):
-        n = int.from_bytes(hashlib.sha256(f"lakehouse:{key}".encode()).digest()[:8], "big", signed=True)
+        n = int.from_bytes(
+            hashlib.sha256(f"lakehouse:{key}".encode()).digest()[:8], "big", signed=True
+        )
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(n)))
 
 
@@ -695,7 +804,9 @@ def _gaps(start: int, end: int, taken: Sequence[tuple[int, int]]) -> list[tuple[
     return [(a, b) for a, b in out if a < b]
 
 
-def _state_row(rec: MaterializationRecord, mat_id: int, start: int, end: int, now: float) -> dict[str, Any]:
+def _state_row(
+    rec: MaterializationRecord, mat_id: int, start: int, end: int, now: float
+) -> dict[str, Any]:
     return {
         "asset": rec.asset,
         "pstart": start,
@@ -714,5 +825,5 @@ def _safe_url(url: str) -> str:
     """The URL with any password masked, for messages."""
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - best effort for a message
+    except Exception:
         return "<catalog url>"

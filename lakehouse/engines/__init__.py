@@ -81,8 +81,10 @@ def table_types(data: pa.Table | pa.RecordBatchReader) -> pa.Table | pa.RecordBa
     """
     import pyarrow as pa
 
-    fields = [f.with_type(pa.from_numpy_dtype(_WIDER[str(f.type)])) if str(f.type) in _WIDER else f
-              for f in data.schema]
+    fields = [
+        f.with_type(pa.from_numpy_dtype(_WIDER[str(f.type)])) if str(f.type) in _WIDER else f
+        for f in data.schema
+    ]
     schema = pa.schema(fields, metadata=data.schema.metadata)
     if schema.equals(data.schema):
         return data
@@ -138,5 +140,8 @@ def _to_arrow(value: Any, asset: str, *, stream: bool = True) -> pa.Table | pa.R
     hint = "return a pl.DataFrame, pl.LazyFrame, pa.Table, pa.RecordBatchReader, DuckDB relation or pandas DataFrame"
     if isinstance(value, str):
         hint = "a SQL string is a valid result only for engine='duckdb' assets"
-    raise OutputError(f"returned {type(value).__module__}.{type(value).__qualname__}, which is not table data",
-                      asset=asset, hint=hint)
+    raise OutputError(
+        f"returned {type(value).__module__}.{type(value).__qualname__}, which is not table data",
+        asset=asset,
+        hint=hint,
+    )

@@ -87,8 +87,11 @@ class ColumnLineage:
     def to_json(self) -> str:
         """Compact JSON as the catalog stores it."""
         return json.dumps(
-            {"analyser": self.analyser, "note": self.note,
-             "edges": [[e.column, e.source_asset, e.source_column, e.kind] for e in self.edges]},
+            {
+                "analyser": self.analyser,
+                "note": self.note,
+                "edges": [[e.column, e.source_asset, e.source_column, e.kind] for e in self.edges],
+            },
             separators=(",", ":"),
         )
 
@@ -102,8 +105,15 @@ class ColumnLineage:
 
     def rows(self) -> list[dict[str, Any]]:
         """``column, source_asset, source_column, kind`` dicts."""
-        return [{"column": e.column, "source_asset": e.source_asset, "source_column": e.source_column,
-                 "kind": e.kind} for e in self.edges]
+        return [
+            {
+                "column": e.column,
+                "source_asset": e.source_asset,
+                "source_column": e.source_column,
+                "kind": e.kind,
+            }
+            for e in self.edges
+        ]
 
     @property
     def columns(self) -> list[str]:
@@ -158,8 +168,9 @@ def unknown_lineage(columns: Sequence[str], analyser: str, note: str) -> ColumnL
 # ------------------------------------------------------------------ entry point
 
 
-def analyse(value: Any, sources: Sequence[SourceTable], *, captured: Sequence[Any] = (),
-            con: Any = None) -> ColumnLineage:
+def analyse(
+    value: Any, sources: Sequence[SourceTable], *, captured: Sequence[Any] = (), con: Any = None
+) -> ColumnLineage:
     """The column lineage of ``value``, a step's return value. Never raises.
 
     Args:
@@ -171,11 +182,15 @@ def analyse(value: Any, sources: Sequence[SourceTable], *, captured: Sequence[An
     """
     try:
         return _analyse(value, sources, captured, con)
-    except Exception as exc:  # noqa: BLE001 - lineage never fails a step
-        return unknown_lineage(_columns_of(value), "none", f"analysis failed: {type(exc).__name__}: {exc}")
+    except Exception as exc:
+        return unknown_lineage(
+            _columns_of(value), "none", f"analysis failed: {type(exc).__name__}: {exc}"
+        )
 
 
-def _analyse(value: Any, sources: Sequence[SourceTable], captured: Sequence[Any], con: Any) -> ColumnLineage:
+def _analyse(
+    value: Any, sources: Sequence[SourceTable], captured: Sequence[Any], con: Any
+) -> ColumnLineage:
     mod = type(value).__module__.split(".")[0]
     if mod == "polars":
         import polars as pl
@@ -186,11 +201,16 @@ def _analyse(value: Any, sources: Sequence[SourceTable], captured: Sequence[Any]
             for lf, df in reversed(list(captured)):
                 if df is value:
                     return polars_lineage(lf, sources)
-            return unknown_lineage(value.columns, "polars-plan",
-                                   "an eager DataFrame built without LazyFrame.collect(): no plan to analyse")
+            return unknown_lineage(
+                value.columns,
+                "polars-plan",
+                "an eager DataFrame built without LazyFrame.collect(): no plan to analyse",
+            )
     if mod == "duckdb" and hasattr(value, "sql_query"):
         return relation_lineage(value, sources, con)
-    return unknown_lineage(_columns_of(value), "none", f"cannot analyse a {type(value).__qualname__} result")
+    return unknown_lineage(
+        _columns_of(value), "none", f"cannot analyse a {type(value).__qualname__} result"
+    )
 
 
 def _columns_of(value: Any) -> list[str]:
@@ -203,7 +223,7 @@ def _columns_of(value: Any) -> list[str]:
             return [str(c) for c in value.columns]
         if hasattr(value, "schema") and hasattr(value.schema, "names"):
             return list(value.schema.names)
-    except Exception:  # noqa: BLE001 - best effort
+    except Exception:
         pass
     return []
 
@@ -303,12 +323,15 @@ def polars_lineage(lf: Any, sources: Sequence[SourceTable]) -> ColumnLineage:
 
     try:
         names = list(lf.collect_schema().names())
-    except Exception as exc:  # noqa: BLE001 - a plan that does not resolve
+    except Exception as exc:
         return unknown_lineage([], "polars-plan", f"the plan does not resolve: {exc}")
     if not polars_version_supported():
-        return unknown_lineage(names, "polars-plan",
-                               f"polars {pl.__version__} is outside the range the plan analyser supports "
-                               f"({_range_text()})")
+        return unknown_lineage(
+            names,
+            "polars-plan",
+            f"polars {pl.__version__} is outside the range the plan analyser supports "
+            f"({_range_text()})",
+        )
     box: dict[str, Any] = {}
 
     class _Done(Exception):
@@ -321,14 +344,14 @@ def polars_lineage(lf: Any, sources: Sequence[SourceTable]) -> ColumnLineage:
                 box["error"] = f"polars plan format {version} is not supported"
             else:
                 box["frame"] = _PlanWalker(nt, sources).node()
-        except Exception as exc:  # noqa: BLE001 - recorded, reported as unknown
+        except Exception as exc:
             box["error"] = f"{type(exc).__name__}: {exc}"
         box["called"] = True
         raise _Done
 
     try:
         lf.collect(optimizations=pl.QueryOptFlags.none(), post_opt_callback=callback)
-    except Exception as exc:  # noqa: BLE001 - the callback always raises to stop execution
+    except Exception as exc:
         if not box.get("called"):
             return unknown_lineage(names, "polars-plan", f"the plan could not be inspected: {exc}")
     if not box.get("called"):  # pragma: no cover - the callback did not run but the query did
@@ -349,7 +372,9 @@ def _to_lineage(frame: _Frame, names: Sequence[str], analyser: str) -> ColumnLin
     notes = []
     for name in names:
         srcs = frame.unknown(name)
-        for (asset, col), kind in sorted(srcs.items(), key=lambda kv: (kv[0][0] or "~", kv[0][1] or "")):
+        for (asset, col), kind in sorted(
+            srcs.items(), key=lambda kv: (kv[0][0] or "~", kv[0][1] or "")
+        ):
             if kind == UNKNOWN or asset is None:
                 edges.append(ColumnEdge(name, None, None, UNKNOWN))
                 notes.append(name)
@@ -363,16 +388,64 @@ def _to_lineage(frame: _Frame, names: Sequence[str], analyser: str) -> ColumnLin
     return ColumnLineage(unique, analyser, note)
 
 
-_AGG_FUNCTIONS = frozenset({
-    "cum_sum", "cum_prod", "cum_min", "cum_max", "cum_count", "cum_reduce", "cum_fold", "cumulative_eval",
-    "shift", "shift_and_fill", "diff", "pct_change", "rank", "interpolate", "interpolate_by", "fill_null_with_strategy",
-    "forward_fill", "backward_fill", "mode", "unique_counts", "value_counts", "entropy", "peak_min", "peak_max",
-    "arg_unique", "rle", "rle_id", "reinterpret", "cum_count_by", "ewm_mean", "ewm_std", "ewm_var",
-    "ewm_mean_by", "rolling_map", "hist", "approx_n_unique", "arg_where", "search_sorted", "top_k", "bottom_k",
-})
+_AGG_FUNCTIONS = frozenset(
+    {
+        "cum_sum",
+        "cum_prod",
+        "cum_min",
+        "cum_max",
+        "cum_count",
+        "cum_reduce",
+        "cum_fold",
+        "cumulative_eval",
+        "shift",
+        "shift_and_fill",
+        "diff",
+        "pct_change",
+        "rank",
+        "interpolate",
+        "interpolate_by",
+        "fill_null_with_strategy",
+        "forward_fill",
+        "backward_fill",
+        "mode",
+        "unique_counts",
+        "value_counts",
+        "entropy",
+        "peak_min",
+        "peak_max",
+        "arg_unique",
+        "rle",
+        "rle_id",
+        "reinterpret",
+        "cum_count_by",
+        "ewm_mean",
+        "ewm_std",
+        "ewm_var",
+        "ewm_mean_by",
+        "rolling_map",
+        "hist",
+        "approx_n_unique",
+        "arg_where",
+        "search_sorted",
+        "top_k",
+        "bottom_k",
+    }
+)
 _AGG_ENUMS = frozenset({"RollingFunction", "RollingFunctionBy", "EwmFunction"})
-_AGG_BOOLEAN = frozenset({"IsDuplicated", "IsUnique", "IsFirstDistinct", "IsLastDistinct", "IsSorted",
-                          "All", "Any", "HasNulls", "IsEmpty"})
+_AGG_BOOLEAN = frozenset(
+    {
+        "IsDuplicated",
+        "IsUnique",
+        "IsFirstDistinct",
+        "IsLastDistinct",
+        "IsSorted",
+        "All",
+        "Any",
+        "HasNulls",
+        "IsEmpty",
+    }
+)
 
 
 class _PlanWalker:
@@ -405,7 +478,9 @@ class _PlanWalker:
             match = None
             for s in self.sources:
                 root = _strip_scheme(s.uri).rstrip("/") + "/"
-                if p.startswith(root) and (match is None or len(root) > len(_strip_scheme(match.uri)) + 1):
+                if p.startswith(root) and (
+                    match is None or len(root) > len(_strip_scheme(match.uri)) + 1
+                ):
                     match = s
             if match is None:
                 return None
@@ -523,7 +598,9 @@ class _PlanWalker:
     def _n_Distinct(self, node: Any, _s: bool) -> _Frame:
         inp = self.child(node.input)
         out = _Frame(dict(inp.cols), dict(inp.indirect))
-        subset = node.options[1] if isinstance(node.options, tuple) and len(node.options) > 1 else None
+        subset = (
+            node.options[1] if isinstance(node.options, tuple) and len(node.options) > 1 else None
+        )
         for name in subset or ():
             out.indirect.update(dict.fromkeys(k for k in inp.unknown(name) if k != _UNKNOWN_SRC))
         return out
@@ -605,7 +682,11 @@ class _PlanWalker:
             for n in left_names:
                 out.cols[n] = left.unknown(n)
             return out
-        pairs = {r: lk for lk, r in zip(left_keys, right_keys, strict=False) if r is not None and lk is not None}
+        pairs = {
+            r: lk
+            for lk, r in zip(left_keys, right_keys, strict=False)
+            if r is not None and lk is not None
+        }
         built: list[tuple[str, dict[SrcCol, str]]] = []
         if how == "Right" and coalesce:
             skip_left = {k for k in left_keys if k is not None}
@@ -635,7 +716,15 @@ class _PlanWalker:
     def _n_MapFunction(self, node: Any, _s: bool) -> _Frame:
         fn = node.function
         name = fn[0] if isinstance(fn, tuple) and fn else None
-        if name in ("rechunk", "row_index", "explode", "unnest", "unpivot", "rename", "with_row_index"):
+        if name in (
+            "rechunk",
+            "row_index",
+            "explode",
+            "unnest",
+            "unpivot",
+            "rename",
+            "with_row_index",
+        ):
             inp = self.child(node.input)
         else:
             return self._opaque()
@@ -729,7 +818,10 @@ class _PlanWalker:
                 aggregating = (
                     (isinstance(head, str) and head in _AGG_FUNCTIONS)
                     or type(head).__name__ in _AGG_ENUMS
-                    or (type(head).__name__ == "BooleanFunction" and str(head).split(".")[-1] in _AGG_BOOLEAN)
+                    or (
+                        type(head).__name__ == "BooleanFunction"
+                        and str(head).split(".")[-1] in _AGG_BOOLEAN
+                    )
                 )
                 stack.extend((i, in_agg or aggregating) for i in e.input)
             else:
@@ -758,7 +850,7 @@ def _merge(target: dict[SrcCol, str], more: Mapping[SrcCol, str]) -> None:
 
 def _strip_scheme(uri: str) -> str:
     if uri.startswith("file://"):
-        return uri[len("file://"):]
+        return uri[len("file://") :]
     if "://" in uri:
         return uri.split("://", 1)[1]
     return uri
@@ -772,7 +864,7 @@ def relation_lineage(rel: Any, sources: Sequence[SourceTable], con: Any = None) 
     columns = [str(c) for c in rel.columns]
     try:
         sql = rel.sql_query()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return unknown_lineage(columns, "duckdb-sql", f"the relation has no SQL: {exc}")
     schemas: dict[str, dict[str, str]] = {}
     for s in sources:
@@ -781,8 +873,11 @@ def relation_lineage(rel: Any, sources: Sequence[SourceTable], con: Any = None) 
         schema = dict(s.schema)
         if not schema and con is not None:
             try:
-                schema = {str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE {_quote(s.name)}").fetchall()}
-            except Exception:  # noqa: BLE001 - a view that is gone: its columns stay unresolved
+                schema = {
+                    str(r[0]): str(r[1])
+                    for r in con.execute(f"DESCRIBE {_quote(s.name)}").fetchall()
+                }
+            except Exception:
                 schema = {}
         schemas[s.name] = schema
     return sql_lineage(sql, schemas, {s.name: s.asset for s in sources if s.name}, columns)
@@ -792,8 +887,13 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def sql_lineage(sql: str, schemas: Mapping[str, Mapping[str, str]], tables: Mapping[str, str],
-                columns: Sequence[str] | None = None, dialect: str = "duckdb") -> ColumnLineage:
+def sql_lineage(
+    sql: str,
+    schemas: Mapping[str, Mapping[str, str]],
+    tables: Mapping[str, str],
+    columns: Sequence[str] | None = None,
+    dialect: str = "duckdb",
+) -> ColumnLineage:
     """Column lineage of one SQL query.
 
     Args:
@@ -805,28 +905,43 @@ def sql_lineage(sql: str, schemas: Mapping[str, Mapping[str, str]], tables: Mapp
     """
     try:
         return _sql_lineage(sql, schemas, tables, columns, dialect)
-    except Exception as exc:  # noqa: BLE001 - never guessed, never raised
-        return unknown_lineage(list(columns or []), "duckdb-sql", f"the SQL could not be analysed: "
-                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    except Exception as exc:
+        return unknown_lineage(
+            list(columns or []),
+            "duckdb-sql",
+            f"the SQL could not be analysed: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+        )
 
 
-def _sql_lineage(sql: str, schemas: Mapping[str, Mapping[str, str]], tables: Mapping[str, str],
-                 columns: Sequence[str] | None, dialect: str) -> ColumnLineage:
+def _sql_lineage(
+    sql: str,
+    schemas: Mapping[str, Mapping[str, str]],
+    tables: Mapping[str, str],
+    columns: Sequence[str] | None,
+    dialect: str,
+) -> ColumnLineage:
     from sqlglot import exp, parse_one
     from sqlglot.lineage import lineage
     from sqlglot.optimizer.qualify import qualify
     from sqlglot.optimizer.scope import traverse_scope
     from sqlglot.schema import ensure_schema
 
-    schema_in: dict[str, object] = {t: {c: (typ or "UNKNOWN") for c, typ in cols.items()}
-                                    for t, cols in schemas.items()}
+    schema_in: dict[str, object] = {
+        t: {c: (typ or "UNKNOWN") for c, typ in cols.items()} for t, cols in schemas.items()
+    }
     try:
         schema = ensure_schema(schema_in, dialect=dialect)
-    except Exception:  # noqa: BLE001 - a type sqlglot cannot parse: names are what matters
+    except Exception:
         schema_in = {t: dict.fromkeys(cols, "UNKNOWN") for t, cols in schemas.items()}
         schema = ensure_schema(schema_in, dialect=dialect)
-    tree = qualify(parse_one(sql, dialect=dialect), schema=schema, dialect=dialect,
-                   validate_qualify_columns=False, identify=False)
+    tree = qualify(
+        parse_one(sql, dialect=dialect),
+        schema=schema,
+        dialect=dialect,
+        validate_qualify_columns=False,
+        identify=False,
+    )
     by_lower = {name.lower(): asset for name, asset in tables.items()}
     real_cols = {t.lower(): {c.lower(): c for c in cols} for t, cols in schemas.items()}
 
@@ -846,8 +961,9 @@ def _sql_lineage(sql: str, schemas: Mapping[str, Mapping[str, str]], tables: Map
         inner = e.this if isinstance(e, exp.Alias) else e
         if isinstance(inner, (exp.Column, exp.Table, exp.Star)):
             return IDENTITY
-        if isinstance(inner, exp.Coalesce) and all(isinstance(a, exp.Column)
-                                                   for a in [inner.this, *inner.expressions]):
+        if isinstance(inner, exp.Coalesce) and all(
+            isinstance(a, exp.Column) for a in [inner.this, *inner.expressions]
+        ):
             return IDENTITY  # a USING / natural join key
         if inner.find(exp.AggFunc, exp.Window) is not None:
             return AGGREGATED
@@ -858,7 +974,8 @@ def _sql_lineage(sql: str, schemas: Mapping[str, Mapping[str, str]], tables: Map
             return
         if not node.downstream:
             if not isinstance(node.expression, (exp.Table, exp.Placeholder)) and not isinstance(
-                    node.source, exp.Table):
+                node.source, exp.Table
+            ):
                 return  # a projection that reads no column (count(*), a literal)
             src = leaf_source(node)
             key = src if src is not None else _UNKNOWN_SRC
@@ -890,7 +1007,12 @@ def _sql_lineage(sql: str, schemas: Mapping[str, Mapping[str, str]], tables: Map
             found = leaf_source(_Leaf(f"{_quote(col.table)}.{_quote(col.name)}", source))
             return {found: IDENTITY} if found else {_UNKNOWN_SRC: UNKNOWN}
         out: dict[SrcCol, str] = {}
-        paths(to_node(col.name, scope=source, dialect=dialect, schema=schema), IDENTITY, out, frozenset())
+        paths(
+            to_node(col.name, scope=source, dialect=dialect, schema=schema),
+            IDENTITY,
+            out,
+            frozenset(),
+        )
         return out
 
     for scope in traverse_scope(tree):
@@ -906,26 +1028,36 @@ def _sql_lineage(sql: str, schemas: Mapping[str, Mapping[str, str]], tables: Map
             if clause is None:
                 continue
             for col in _columns_in_scope(clause):
-                frame.indirect.update(dict.fromkeys(k for k in resolve(col, scope) if k != _UNKNOWN_SRC))
+                frame.indirect.update(
+                    dict.fromkeys(k for k in resolve(col, scope) if k != _UNKNOWN_SRC)
+                )
             for sub in clause.find_all(exp.Select):
                 sub_scope = subqueries.get(id(sub))
                 if sub_scope is None:
                     continue
                 for name in sub.named_selects:
                     out: dict[SrcCol, str] = {}
-                    paths(to_node(name, scope=sub_scope, dialect=dialect, schema=schema), IDENTITY, out,
-                          frozenset())
+                    paths(
+                        to_node(name, scope=sub_scope, dialect=dialect, schema=schema),
+                        IDENTITY,
+                        out,
+                        frozenset(),
+                    )
                     frame.indirect.update(dict.fromkeys(k for k in out if k != _UNKNOWN_SRC))
 
     names = list(nodes)
     if columns is not None:
         real = {c.lower(): c for c in columns}
         if len(columns) != len(names):
-            return unknown_lineage(list(columns), "duckdb-sql", "the SQL's columns differ from the relation's")
+            return unknown_lineage(
+                list(columns), "duckdb-sql", "the SQL's columns differ from the relation's"
+            )
         renamed = _Frame({}, frame.indirect)
         for ours, theirs in zip(names, columns, strict=True):
             if ours.lower() != theirs.lower() and ours.lower() in real:
-                return unknown_lineage(list(columns), "duckdb-sql", "the SQL's columns differ from the relation's")
+                return unknown_lineage(
+                    list(columns), "duckdb-sql", "the SQL's columns differ from the relation's"
+                )
             renamed.cols[theirs] = frame.cols[ours]
         frame, names = renamed, list(columns)
     return _to_lineage(frame, names, "duckdb-sql")

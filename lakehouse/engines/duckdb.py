@@ -34,7 +34,9 @@ class DuckDBEngine:
         data: Any = source.arrow() if source.arrow is not None else source.dataset()
         self.con.register(raw, data)
         where = f" WHERE {predicate_sql(source.predicate)}" if source.predicate else ""
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {_quote(source.param)} AS SELECT * FROM {_quote(raw)}{where}")
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {_quote(source.param)} AS SELECT * FROM {_quote(raw)}{where}"
+        )
         rel = self.con.view(source.param)
         last = annotation.replace(" ", "").split(".")[-1].split("[")[0]
         if last == "LazyFrame":
@@ -52,8 +54,11 @@ class DuckDBEngine:
             try:
                 return self.con.sql(result)
             except duckdb.Error as exc:
-                raise OutputError(f"the SQL it returned failed: {exc}", asset=asset,
-                                  hint="inputs are views named after the function's parameters") from exc
+                raise OutputError(
+                    f"the SQL it returned failed: {exc}",
+                    asset=asset,
+                    hint="inputs are views named after the function's parameters",
+                ) from exc
         return result
 
     def close(self) -> None:

@@ -45,7 +45,9 @@ def predicate_expr(pred: Predicate, schema: Mapping[str, Any] | None = None) -> 
             if hasattr(clause, "values"):
                 ands.append(col.is_in(list(clause.values)))
             else:
-                ands.append((col >= _literal(clause.start, dtype)) & (col < _literal(clause.end, dtype)))
+                ands.append(
+                    (col >= _literal(clause.start, dtype)) & (col < _literal(clause.end, dtype))
+                )
         expr = ands[0]
         for e in ands[1:]:
             expr = expr & e
@@ -88,7 +90,11 @@ def scan(source: InputSource) -> pl.LazyFrame:
         )
     elif source.arrow is not None:
         data = source.arrow()
-        lf = pl.from_arrow(data).lazy() if not hasattr(data, "read_all") else pl.from_arrow(data.read_all()).lazy()  # type: ignore[union-attr]
+        lf = (
+            pl.from_arrow(data).lazy()
+            if not hasattr(data, "read_all")
+            else pl.from_arrow(data.read_all()).lazy()
+        )  # type: ignore[union-attr]
     else:
         lf = pl.scan_pyarrow_dataset(source.dataset())
     if source.predicate:

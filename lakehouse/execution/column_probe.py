@@ -37,7 +37,7 @@ class LineageProbe:
             from ..engines.column_lineage import mark
 
             return mark(value, self.token(inp))
-        except Exception:  # noqa: BLE001 - an unmarked input is only traced by its paths
+        except Exception:
             return value
 
     @contextlib.contextmanager
@@ -48,7 +48,7 @@ class LineageProbe:
 
             cm = capture_collects()
             records = cm.__enter__()
-        except Exception:  # noqa: BLE001 - no Polars: nothing to capture
+        except Exception:
             yield
             return
         try:
@@ -60,17 +60,23 @@ class LineageProbe:
     def sources(self) -> list[Any]:
         from ..engines.column_lineage import SourceTable
 
-        return [SourceTable(asset=inp.version.asset, uri=inp.ref.uri, name=inp.param, token=self.token(inp))
-                for inp in self.step.inputs]
+        return [
+            SourceTable(
+                asset=inp.version.asset, uri=inp.ref.uri, name=inp.param, token=self.token(inp)
+            )
+            for inp in self.step.inputs
+        ]
 
     def analyse(self, value: Any, engine: Any) -> str | None:
         """The lineage of ``value`` as the JSON the catalog stores (``None`` on any error)."""
         try:
             from ..engines.column_lineage import analyse
 
-            result = analyse(value, self.sources(), captured=self._captured, con=getattr(engine, "con", None))
+            result = analyse(
+                value, self.sources(), captured=self._captured, con=getattr(engine, "con", None)
+            )
             return result.to_json()
-        except Exception:  # noqa: BLE001 - lineage never fails a step
+        except Exception:
             return None
         finally:
             self._captured = []

@@ -18,10 +18,10 @@ from ..catalog import InputVersion, MaterializationRecord, StateRow
 from ..checks import checks_of
 from ..partitions import RangeSet, predicate
 from ..plan import UNIT, Plan, map_up
-from .result import RunResult
+from .leases import Leases
 from .local import SerialExecutor, Task, ThreadExecutor, gate_new_tables, schedule
 from .observe import RunObserver
-from .leases import Leases
+from .result import RunResult
 from .step import Step, StepInput, StepResult, fault
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,7 +63,9 @@ def tasks_for(plan: Plan, graph: Any) -> list[Task]:
         whole = plan.ranges(key)
         for start, end in whole.ranges:
             run = RangeSet.of(start, end)
-            chunks = run.split(spec.max_partitions_per_run) if spec.max_partitions_per_run else [run]
+            chunks = (
+                run.split(spec.max_partitions_per_run) if spec.max_partitions_per_run else [run]
+            )
             for chunk in chunks:
                 reason = next((i.reason for i in items if i.ranges & chunk), items[0].reason)
                 tasks.append(Task(key, chunk, reason, waits, retries=spec.retries))
@@ -86,7 +88,9 @@ def run_plan(
     started = time.time()
     tasks = tasks_for(plan, graph)
     catalog.begin_run(run_id, started, {"assets": plan.assets(), "steps": len(tasks)})
-    current: dict[str, tuple[str | None, int]] = {k: latest(rows) for k, rows in state.items() if rows}
+    current: dict[str, tuple[str | None, int]] = {
+        k: latest(rows) for k, rows in state.items() if rows
+    }
     records: list[MaterializationRecord] = []
     extra: dict[str, list[dict[str, Any]]] = {"checks": [], "code_versions": []}
     rows_out: list[dict[str, Any]] = []
@@ -96,7 +100,9 @@ def run_plan(
     from .sources import SourceReads
 
     reads = SourceReads(lake, state, current, run_id)  # sources and since_last_run inputs
-    observer = RunObserver(lake, run_id, plan.assets(), len(tasks))  # logs, spans, metrics, OpenLineage
+    observer = RunObserver(
+        lake, run_id, plan.assets(), len(tasks)
+    )  # logs, spans, metrics, OpenLineage
     leases = Leases(catalog, run_id, state)  # no asset partition computed by two runs at once
 
     def make_step(task: Task) -> Step | StepResult:
@@ -109,14 +115,28 @@ def run_plan(
             if reads.wants(inp, up):
                 got = reads.step_input(task.asset, task.ranges, inp, up)
                 if isinstance(got, str):
-                    return StepResult(step_id, task.asset, task.ranges.ranges[0][0], task.ranges.ranges[-1][1],
-                                      "failed", time.time(), 0.0, error=got, error_type="UnknownAssetError")
+                    return StepResult(
+                        step_id,
+                        task.asset,
+                        task.ranges.ranges[0][0],
+                        task.ranges.ranges[-1][1],
+                        "failed",
+                        time.time(),
+                        0.0,
+                        error=got,
+                        error_type="UnknownAssetError",
+                    )
                 inputs.append(got)
                 continue
             if up not in current:
                 return StepResult(
-                    step_id, task.asset, task.ranges.ranges[0][0], task.ranges.ranges[-1][1], "failed",
-                    time.time(), 0.0,
+                    step_id,
+                    task.asset,
+                    task.ranges.ranges[0][0],
+                    task.ranges.ranges[-1][1],
+                    "failed",
+                    time.time(),
+                    0.0,
                     error=f"upstream {up!r} has no table yet; materialize it first (select '+{task.asset}')",
                     error_type="UnknownAssetError",
                 )
@@ -126,17 +146,38 @@ def run_plan(
                 needed = map_up(graph, task.asset, up, task.ranges)
                 if needed != up_spec.partitions.all(None):
                     pred = predicate(up_spec.partitions, needed, up_spec.partition_column)
-            inputs.append(StepInput(inp.param, lake.table_ref(up_spec, version), pred, inp.annotation,
-                                    InputVersion(up, version, seq)))
-        deps = tuple(InputVersion(d, *current[d]) for d in graph.parents[task.asset]
-                     if d in current and all(d != i.version.asset for i in inputs)) + reads.deps(task.asset, inputs)
+            inputs.append(
+                StepInput(
+                    inp.param,
+                    lake.table_ref(up_spec, version),
+                    pred,
+                    inp.annotation,
+                    InputVersion(up, version, seq),
+                )
+            )
+        deps = tuple(
+            InputVersion(d, *current[d])
+            for d in graph.parents[task.asset]
+            if d in current and all(d != i.version.asset for i in inputs)
+        ) + reads.deps(task.asset, inputs)
         text = spec.partitions.format_ranges(task.ranges) if spec.partitions is not None else None
         known = current.get(task.asset)
         target = lake.table_ref(spec, known[0] if known else None)
-        return Step(step_id, run_id, spec, task.ranges, target, tuple(inputs),
-                    code_versions[task.asset], task.reason, text, deps, checks=checks_of(spec),
-                    column_lineage=observer.wants_lineage(task.asset, code_versions[task.asset]),
-                    trace=observer.carrier())
+        return Step(
+            step_id,
+            run_id,
+            spec,
+            task.ranges,
+            target,
+            tuple(inputs),
+            code_versions[task.asset],
+            task.reason,
+            text,
+            deps,
+            checks=checks_of(spec),
+            column_lineage=observer.wants_lineage(task.asset, code_versions[task.asset]),
+            trace=observer.carrier(),
+        )
 
     def submit(task: Task) -> Future[StepResult]:
         step = make_step(task)
@@ -155,11 +196,22 @@ def run_plan(
         step = task_steps.get(id(task))
         text = spec.partitions.format_ranges(task.ranges) if spec.partitions is not None else None
         if res.extra.get("done_by_other_run"):  # written by a concurrent run while this one waited
-            if res.seq is not None and (task.asset not in current or res.seq >= current[task.asset][1]):
+            if res.seq is not None and (
+                task.asset not in current or res.seq >= current[task.asset][1]
+            ):
                 current[task.asset] = (res.version, res.seq)
-            rows_out.append({"asset": task.asset, "partitions": text, "status": "skipped",
-                             "reason": "materialized by a concurrent run", "rows": None, "version": res.version,
-                             "seconds": 0.0, "error": None})
+            rows_out.append(
+                {
+                    "asset": task.asset,
+                    "partitions": text,
+                    "status": "skipped",
+                    "reason": "materialized by a concurrent run",
+                    "rows": None,
+                    "version": res.version,
+                    "seconds": 0.0,
+                    "error": None,
+                }
+            )
             if bar is not None:
                 bar.update(1)
             return
@@ -167,31 +219,78 @@ def run_plan(
             prev = current.get(task.asset)
             if prev is None or res.seq >= prev[1]:
                 current[task.asset] = (res.version, res.seq)
-        records.append(MaterializationRecord(
-            run_id=run_id, asset=task.asset, start=res.start, end=res.end, partitions=text, status=res.status,
-            code_version=code_versions[task.asset], version=res.version, seq=res.seq, rows=res.rows,
-            schema_fp=res.schema_fp, inputs=step.input_versions if step else (), started_at=res.started_at,
-            seconds=res.seconds, error=res.error, format=lake.format_of(spec),
-            table_uri=lake.table_ref(spec).uri, extra={"worker": res.worker, **dict(res.extra), **observer.record_extra(step)},
-        ))
+        records.append(
+            MaterializationRecord(
+                run_id=run_id,
+                asset=task.asset,
+                start=res.start,
+                end=res.end,
+                partitions=text,
+                status=res.status,
+                code_version=code_versions[task.asset],
+                version=res.version,
+                seq=res.seq,
+                rows=res.rows,
+                schema_fp=res.schema_fp,
+                inputs=step.input_versions if step else (),
+                started_at=res.started_at,
+                seconds=res.seconds,
+                error=res.error,
+                format=lake.format_of(spec),
+                table_uri=lake.table_ref(spec).uri,
+                extra={"worker": res.worker, **dict(res.extra), **observer.record_extra(step)},
+            )
+        )
         observer.step_finished(step, res)
         for chk in res.checks:
-            extra["checks"].append({"run_id": run_id, "asset": task.asset, "partitions": text,
-                                    "checked_at": res.started_at + res.seconds, **chk})
+            extra["checks"].append(
+                {
+                    "run_id": run_id,
+                    "asset": task.asset,
+                    "partitions": text,
+                    "checked_at": res.started_at + res.seconds,
+                    **chk,
+                }
+            )
         if res.column_lineage is not None:
-            extra["code_versions"].append({"asset": task.asset, "code_version": code_versions[task.asset],
-                                           "recorded_at": time.time(), "column_lineage": res.column_lineage})
-        rows_out.append({"asset": task.asset, "partitions": text, "status": res.status, "reason": task.reason,
-                         "rows": res.rows, "version": res.version, "seconds": round(res.seconds, 4),
-                         "error": _located(res, text)})
+            extra["code_versions"].append(
+                {
+                    "asset": task.asset,
+                    "code_version": code_versions[task.asset],
+                    "recorded_at": time.time(),
+                    "column_lineage": res.column_lineage,
+                }
+            )
+        rows_out.append(
+            {
+                "asset": task.asset,
+                "partitions": text,
+                "status": res.status,
+                "reason": task.reason,
+                "rows": res.rows,
+                "version": res.version,
+                "seconds": round(res.seconds, 4),
+                "error": _located(res, text),
+            }
+        )
         if bar is not None:
             bar.update(1)
 
     def on_skip(task: Task, cause: str) -> None:
         spec = graph.specs[task.asset]
         text = spec.partitions.format_ranges(task.ranges) if spec.partitions is not None else None
-        rows_out.append({"asset": task.asset, "partitions": text, "status": "upstream_failed", "reason": task.reason,
-                         "rows": None, "version": None, "seconds": 0.0, "error": f"upstream {cause!r} failed"})
+        rows_out.append(
+            {
+                "asset": task.asset,
+                "partitions": text,
+                "status": "upstream_failed",
+                "reason": task.reason,
+                "rows": None,
+                "version": None,
+                "seconds": 0.0,
+                "error": f"upstream {cause!r} failed",
+            }
+        )
         if bar is not None:
             bar.update(1)
 
@@ -207,16 +306,32 @@ def run_plan(
             bar.close()
     failed = any(r["status"] not in ("materialized", "skipped") for r in rows_out)
     extra["code_versions"] = _dedupe_code_versions(extra["code_versions"], catalog)
-    catalog.finish_run(run_id, "failed" if failed else "succeeded", time.time(), records, extra,
-                       hook=_during_catalog)
+    catalog.finish_run(
+        run_id,
+        "failed" if failed else "succeeded",
+        time.time(),
+        records,
+        extra,
+        hook=_during_catalog,
+    )
     in_plan = set(plan.assets())
     ordered: list[dict[str, Any]] = []
     for key in selected:
         if key in in_plan:
             ordered.extend(r for r in rows_out if r["asset"] == key)
         else:
-            ordered.append({"asset": key, "partitions": None, "status": "skipped", "reason": "fresh", "rows": None,
-                            "version": None, "seconds": 0.0, "error": None})
+            ordered.append(
+                {
+                    "asset": key,
+                    "partitions": None,
+                    "status": "skipped",
+                    "reason": "fresh",
+                    "rows": None,
+                    "version": None,
+                    "seconds": 0.0,
+                    "error": None,
+                }
+            )
     return RunResult(run_id, ordered)
 
 
@@ -227,7 +342,7 @@ def _located(res: StepResult, partitions: str | None) -> str | None:
     text = res.error
     for head in (f"asset '{res.asset}', partition {partitions}: ", f"asset '{res.asset}': "):
         if text.startswith(head):
-            text = text[len(head):]
+            text = text[len(head) :]
             break
     parts = [f"partition {partitions}"] if partitions else []
     if res.worker:
@@ -268,7 +383,9 @@ def _progress(progress: bool | None, total: int, lake: Any) -> Any:
             from tqdm.std import tqdm  # type: ignore[assignment]
     except ImportError:
         return None
-    return tqdm(total=total, desc="materialize", unit="step", delay=0.0 if asked else 1.0, leave=asked)
+    return tqdm(
+        total=total, desc="materialize", unit="step", delay=0.0 if asked else 1.0, leave=asked
+    )
 
 
 def _isatty(stream: Any) -> bool:

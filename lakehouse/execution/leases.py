@@ -93,8 +93,15 @@ class Leases:
         """Write the pending "committed" markers (heartbeat; runs with no further lease
         transactions for a while)."""
         for m in self._take_pending():
-            self.catalog.commit_lease(self.run_id, m["asset"], m["start"], m["end"], m["version"], m["seq"],
-                                      m["code_version"])
+            self.catalog.commit_lease(
+                self.run_id,
+                m["asset"],
+                m["start"],
+                m["end"],
+                m["version"],
+                m["seq"],
+                m["code_version"],
+            )
 
     def _acquire(self, asset: str, start: int, end: int) -> tuple[str | None, Any, Any]:
         """Take a lease (flushing pending markers in the same transaction)."""
@@ -104,7 +111,9 @@ class Leases:
             return self.catalog.acquire_lease(self.run_id, asset, start, end, self.ttl), None, None
         pending = self._take_pending()
         try:
-            holder, rows, markers = acquire(self.run_id, asset, start, end, self.ttl, commit=pending)
+            holder, rows, markers = acquire(
+                self.run_id, asset, start, end, self.ttl, commit=pending
+            )
         except BaseException:
             self._put_back(pending)
             raise
@@ -142,7 +151,9 @@ class Leases:
                         break
                     if self._stop.wait(self.poll):
                         raise RuntimeError("the run ended while waiting for a lease")
-                inner = self._start(step, run, start, end, None if rows is None else (rows, markers))
+                inner = self._start(
+                    step, run, start, end, None if rows is None else (rows, markers)
+                )
                 inner.add_done_callback(lambda f: _chain(f, outer))
             except BaseException as exc:
                 outer.set_exception(exc)
@@ -178,8 +189,16 @@ class Leases:
             # keep a "committed" marker until this run records the write; it is written by
             # the run's next lease transaction, its heartbeat, or replaced by finish_run
             with self._pending_lock:
-                self._pending.append({"asset": step.asset, "start": start, "end": end, "version": res.version,
-                                      "seq": res.seq, "code_version": step.code_version})
+                self._pending.append(
+                    {
+                        "asset": step.asset,
+                        "start": start,
+                        "end": end,
+                        "version": res.version,
+                        "seq": res.seq,
+                        "code_version": step.code_version,
+                    }
+                )
             return
         self._release(step, start, end)
 

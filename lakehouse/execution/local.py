@@ -166,7 +166,9 @@ def schedule(
             _finish(task.asset, remaining, failed, failed_now=None if ok else task.asset)
 
 
-def _finish(asset: str, remaining: dict[str, int], failed: dict[str, str], failed_now: str | None) -> None:
+def _finish(
+    asset: str, remaining: dict[str, int], failed: dict[str, str], failed_now: str | None
+) -> None:
     remaining[asset] -= 1
     if failed_now is not None and asset not in failed:
         failed[asset] = failed_now

@@ -29,8 +29,14 @@ class RunObserver:
     def __init__(self, lake: Any, run_id: str, assets: Sequence[str], steps: int) -> None:
         self.lake = lake
         self.run_id = run_id
-        self._tokens = [(var, var.set(value)) for var, value in (
-            (_logging._run_id, run_id), (_logging._asset, None), (_logging._partition, None))]
+        self._tokens = [
+            (var, var.set(value))
+            for var, value in (
+                (_logging._run_id, run_id),
+                (_logging._asset, None),
+                (_logging._partition, None),
+            )
+        ]
         self._lineage_known: set[tuple[str, str]] | None = None
         self._lineage_asked: set[tuple[str, str]] = set()
         self._span: Any = None
@@ -40,9 +46,15 @@ class RunObserver:
         t = telemetry.tracer()
         if t is not None:
             try:
-                self._span = t.start_span("lakehouse.run", attributes={
-                    "lakehouse.run_id": run_id, "lakehouse.assets": list(assets), "lakehouse.steps": steps})
-            except Exception:  # noqa: BLE001
+                self._span = t.start_span(
+                    "lakehouse.run",
+                    attributes={
+                        "lakehouse.run_id": run_id,
+                        "lakehouse.assets": list(assets),
+                        "lakehouse.steps": steps,
+                    },
+                )
+            except Exception:
                 self._span = None
         self.openlineage = None
         config = getattr(lake.settings, "openlineage", None)
@@ -51,8 +63,10 @@ class RunObserver:
                 from .openlineage import OpenLineageEmitter
 
                 self.openlineage = OpenLineageEmitter(lake, config, run_id)
-            except Exception as exc:  # noqa: BLE001 - lineage never fails a run
-                log.warning("OpenLineage is configured but cannot start: %s: %s", type(exc).__name__, exc)
+            except Exception as exc:
+                log.warning(
+                    "OpenLineage is configured but cannot start: %s: %s", type(exc).__name__, exc
+                )
         log.info("run started: %d step(s) for %s", steps, ", ".join(assets))
 
     # -- steps ----------------------------------------------------------------------------
@@ -64,9 +78,12 @@ class RunObserver:
             return False
         if self._lineage_known is None:
             try:
-                self._lineage_known = {(r["asset"], r["code_version"]) for r in self.lake.catalog.rows(
-                    "code_versions") if r.get("column_lineage")}
-            except Exception:  # noqa: BLE001 - an unreadable table: compute it
+                self._lineage_known = {
+                    (r["asset"], r["code_version"])
+                    for r in self.lake.catalog.rows("code_versions")
+                    if r.get("column_lineage")
+                }
+            except Exception:
                 self._lineage_known = set()
         if key in self._lineage_known:
             return False
@@ -84,7 +101,7 @@ class RunObserver:
             out: dict[str, str] = {}
             inject(out, context=trace.set_span_in_context(self._span))
             return out
-        except Exception:  # noqa: BLE001
+        except Exception:
             return {}
 
     def step_started(self, step: Step) -> None:
@@ -121,7 +138,7 @@ class RunObserver:
                     ranges[up] = [[a, b] for a, b in needed.ranges]
             if ranges:
                 out["input_ranges"] = ranges
-        except Exception:  # noqa: BLE001 - provenance extras are best effort
+        except Exception:
             log.debug("could not record consumed partition ranges", exc_info=True)
         return out
 
@@ -141,8 +158,10 @@ class RunObserver:
             if self._span is not None:
                 self._span.set_attribute("lakehouse.outcome", outcome)
                 self._span.end()
-            log.info("run %s: %d step(s) materialized, %d failed", outcome, self.succeeded, self.failed)
-        except Exception:  # noqa: BLE001
+            log.info(
+                "run %s: %d step(s) materialized, %d failed", outcome, self.succeeded, self.failed
+            )
+        except Exception:
             pass
         finally:
             for var, token in reversed(self._tokens):

@@ -93,10 +93,17 @@ def transport_config(config: Mapping[str, Any]) -> dict[str, Any]:
         url = config.get("url")
         if not url:
             raise ValueError('openlineage={"transport": "http"} needs "url"')
-        out: dict[str, Any] = {"type": "http", "url": str(url), "endpoint": config.get("endpoint", "api/v1/lineage"),
-                               "timeout": float(config.get("timeout", 5.0)),
-                               "retry": {"total": int(config.get("retries", 1)), "backoff_factor": 0.2,
-                                         "status_forcelist": [500, 502, 503, 504]}}
+        out: dict[str, Any] = {
+            "type": "http",
+            "url": str(url),
+            "endpoint": config.get("endpoint", "api/v1/lineage"),
+            "timeout": float(config.get("timeout", 5.0)),
+            "retry": {
+                "total": int(config.get("retries", 1)),
+                "backoff_factor": 0.2,
+                "status_forcelist": [500, 502, 503, 504],
+            },
+        }
         if config.get("api_key"):
             out["auth"] = {"type": "api_key", "apiKey": str(config["api_key"])}
         if config.get("headers"):
@@ -104,7 +111,9 @@ def transport_config(config: Mapping[str, Any]) -> dict[str, Any]:
         return out
     if transport == "console":
         return {"type": "console"}
-    raise ValueError(f"unknown OpenLineage transport {transport!r}: use 'file', 'http' or a transport mapping")
+    raise ValueError(
+        f"unknown OpenLineage transport {transport!r}: use 'file', 'http' or a transport mapping"
+    )
 
 
 class OpenLineageEmitter:
@@ -119,8 +128,11 @@ class OpenLineageEmitter:
         self.run_id = run_id
         self.parent_uuid = run_uuid(run_id)
         client = self.config.get("client")
-        self.client = client if client is not None else OpenLineageClient(
-            config={"transport": transport_config(self.config)})
+        self.client = (
+            client
+            if client is not None
+            else OpenLineageClient(config={"transport": transport_config(self.config)})
+        )
         self.dataset_namespace = warehouse_namespace(lake.settings.warehouse_uri)
         self._lineage: dict[tuple[str, str], Any] = {}
         self._stored: dict[tuple[str, str], str] | None = None
@@ -147,16 +159,21 @@ class OpenLineageEmitter:
         self._queue.put(None)
         self._thread.join(self.flush_timeout)
         if self._thread.is_alive():
-            log.warning("OpenLineage: events of run %s still unsent after %.0f s; they are sent in the "
-                        "background or lost when the process exits", self.run_id, self.flush_timeout)
+            log.warning(
+                "OpenLineage: events of run %s still unsent after %.0f s; they are sent in the "
+                "background or lost when the process exits",
+                self.run_id,
+                self.flush_timeout,
+            )
         self._thread = None
 
     # -- sending (one background thread, in order, off the coordinator's critical path) --
 
     def _put(self, item: tuple[str, Step, StepResult | None, str]) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._sender, name=f"lakehouse-openlineage-{self.run_id}",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._sender, name=f"lakehouse-openlineage-{self.run_id}", daemon=True
+            )
             self._thread.start()
         self._queue.put(item)
 
@@ -175,19 +192,26 @@ class OpenLineageEmitter:
     def _emit(self, build: Any) -> None:
         try:
             event = build()
-        except Exception as exc:  # noqa: BLE001 - lineage never fails a run
+        except Exception as exc:
             self.failed += 1
             log.warning("could not build an OpenLineage event: %s: %s", type(exc).__name__, exc)
             return
         try:
             self.client.emit(event)
             self.sent += 1
-        except Exception as exc:  # noqa: BLE001 - lineage never fails a run
+        except Exception as exc:
             self.failed += 1
-            log.warning("could not send an OpenLineage %s event for %s: %s: %s", event.eventType.value,
-                        event.job.name, type(exc).__name__, exc)
+            log.warning(
+                "could not send an OpenLineage %s event for %s: %s: %s",
+                event.eventType.value,
+                event.job.name,
+                type(exc).__name__,
+                exc,
+            )
 
-    def _event(self, state: str, step: Step, result: StepResult | None, when: str | None = None) -> Any:
+    def _event(
+        self, state: str, step: Step, result: StepResult | None, when: str | None = None
+    ) -> Any:
         from openlineage.client.event_v2 import InputDataset, Job, Run, RunEvent, RunState
         from openlineage.client.facet_v2 import (
             error_message_run,
@@ -197,19 +221,31 @@ class OpenLineageEmitter:
         )
 
         if not self._static:  # the same for every event of the run
-            self._static.update({
-                "parent": parent_run.ParentRunFacet(
-                    run=parent_run.Run(runId=self.parent_uuid),
-                    job=parent_run.Job(namespace=self.namespace, name=RUN_JOB),
-                    root=parent_run.Root(run=parent_run.RootRun(runId=self.parent_uuid),
-                                         job=parent_run.RootJob(namespace=self.namespace, name=RUN_JOB)),
-                    producer=PRODUCER),
-                "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
-                    version=_version(), name="lakehouse", openlineageAdapterVersion=_ol_version(),
-                    producer=PRODUCER),
-                "jobType": job_type_job.JobTypeJobFacet(
-                    processingType="BATCH", integration="LAKEHOUSE", jobType="ASSET", producer=PRODUCER),
-            })
+            self._static.update(
+                {
+                    "parent": parent_run.ParentRunFacet(
+                        run=parent_run.Run(runId=self.parent_uuid),
+                        job=parent_run.Job(namespace=self.namespace, name=RUN_JOB),
+                        root=parent_run.Root(
+                            run=parent_run.RootRun(runId=self.parent_uuid),
+                            job=parent_run.RootJob(namespace=self.namespace, name=RUN_JOB),
+                        ),
+                        producer=PRODUCER,
+                    ),
+                    "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
+                        version=_version(),
+                        name="lakehouse",
+                        openlineageAdapterVersion=_ol_version(),
+                        producer=PRODUCER,
+                    ),
+                    "jobType": job_type_job.JobTypeJobFacet(
+                        processingType="BATCH",
+                        integration="LAKEHOUSE",
+                        jobType="ASSET",
+                        producer=PRODUCER,
+                    ),
+                }
+            )
         run_facets: dict[str, Any] = {
             "parent": self._static["parent"],
             "processing_engine": self._static["processing_engine"],
@@ -220,26 +256,42 @@ class OpenLineageEmitter:
             run_facets["nominalTime"] = nominal
         if result is not None and result.status != "materialized":
             run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-                message=result.error or result.status, programmingLanguage="PYTHON", producer=PRODUCER)
+                message=result.error or result.status,
+                programmingLanguage="PYTHON",
+                producer=PRODUCER,
+            )
         job_facets: dict[str, Any] = {"jobType": self._static["jobType"]}
         inputs = [self._input(step, i) for i in range(len(step.inputs))]
-        inputs += [InputDataset(namespace=self.dataset_namespace, name=d.asset,
-                                facets=self._version_facets(d.version)) for d in step.deps]
+        inputs += [
+            InputDataset(
+                namespace=self.dataset_namespace,
+                name=d.asset,
+                facets=self._version_facets(d.version),
+            )
+            for d in step.deps
+        ]
         outputs = [self._output(step, result)]
         event_time = when or _now()
         return RunEvent(
-            eventType=RunState[state], eventTime=event_time,
+            eventType=RunState[state],
+            eventTime=event_time,
             run=Run(runId=run_uuid(step.step_id), facets=run_facets),
             job=Job(namespace=self.namespace, name=step.asset, facets=job_facets),
-            inputs=inputs, outputs=outputs, producer=PRODUCER)
+            inputs=inputs,
+            outputs=outputs,
+            producer=PRODUCER,
+        )
 
     def _version_facets(self, version: Any) -> dict[str, Any]:
         from openlineage.client.facet_v2 import dataset_version_dataset
 
         if version is None:
             return {}
-        return {"version": dataset_version_dataset.DatasetVersionDatasetFacet(
-            datasetVersion=str(version), producer=PRODUCER)}
+        return {
+            "version": dataset_version_dataset.DatasetVersionDatasetFacet(
+                datasetVersion=str(version), producer=PRODUCER
+            )
+        }
 
     def _input(self, step: Step, index: int) -> Any:
         from openlineage.client.event_v2 import InputDataset
@@ -249,25 +301,36 @@ class OpenLineageEmitter:
         facets = self._version_facets(inp.version.version)
         facets.update(self._storage_facets(inp.ref.format, inp.ref.uri))
         input_facets: dict[str, Any] = {}
-        up_spec = self.lake.graph.specs.get(inp.version.asset) if inp.predicate is not None else None
+        up_spec = (
+            self.lake.graph.specs.get(inp.version.asset) if inp.predicate is not None else None
+        )
         if up_spec is not None and up_spec.partitions is not None:
             from ..plan import map_up
 
-            keys = _keys(up_spec, map_up(self.lake.graph, step.asset, inp.version.asset, step.ranges))
+            keys = _keys(
+                up_spec, map_up(self.lake.graph, step.asset, inp.version.asset, step.ranges)
+            )
             if keys is not None:
                 input_facets["subset"] = base_subset_dataset.InputSubsetInputDatasetFacet(
-                    inputCondition=_partition_condition(up_spec, keys), producer=PRODUCER)
-        return InputDataset(namespace=self.dataset_namespace, name=inp.version.asset, facets=facets,
-                            inputFacets=input_facets)
+                    inputCondition=_partition_condition(up_spec, keys), producer=PRODUCER
+                )
+        return InputDataset(
+            namespace=self.dataset_namespace,
+            name=inp.version.asset,
+            facets=facets,
+            inputFacets=input_facets,
+        )
 
     def _storage_facets(self, fmt: str, uri: str) -> dict[str, Any]:
         from openlineage.client.facet_v2 import datasource_dataset, storage_dataset
 
         return {
-            "storage": storage_dataset.StorageDatasetFacet(storageLayer=fmt, fileFormat="parquet",
-                                                           producer=PRODUCER),
-            "dataSource": datasource_dataset.DatasourceDatasetFacet(name=self.dataset_namespace, uri=uri,
-                                                                    producer=PRODUCER),
+            "storage": storage_dataset.StorageDatasetFacet(
+                storageLayer=fmt, fileFormat="parquet", producer=PRODUCER
+            ),
+            "dataSource": datasource_dataset.DatasourceDatasetFacet(
+                name=self.dataset_namespace, uri=uri, producer=PRODUCER
+            ),
         }
 
     def _output(self, step: Step, result: StepResult | None) -> Any:
@@ -285,23 +348,37 @@ class OpenLineageEmitter:
             keys = _keys(spec, step.ranges)
             if keys is not None:
                 output_facets["subset"] = base_subset_dataset.OutputSubsetOutputDatasetFacet(
-                    outputCondition=_partition_condition(spec, keys), producer=PRODUCER)
+                    outputCondition=_partition_condition(spec, keys), producer=PRODUCER
+                )
         if result is not None and result.status == "materialized":
             facets.update(self._version_facets(result.version))
             schema = getattr(result, "output_schema", None) or ()
             if schema:
                 facets["schema"] = schema_dataset.SchemaDatasetFacet(
-                    fields=[schema_dataset.SchemaDatasetFacetFields(name=n, type=t, ordinal_position=i + 1)
-                            for i, (n, t) in enumerate(schema)], producer=PRODUCER)
+                    fields=[
+                        schema_dataset.SchemaDatasetFacetFields(
+                            name=n, type=t, ordinal_position=i + 1
+                        )
+                        for i, (n, t) in enumerate(schema)
+                    ],
+                    producer=PRODUCER,
+                )
             lineage = self._column_lineage(step, result)
             if lineage is not None:
                 facet = self._lineage_facet(lineage)
                 if facet is not None:
                     facets["columnLineage"] = facet
-            output_facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
-                rowCount=result.rows, size=getattr(result, "bytes", None), producer=PRODUCER)
-        return OutputDataset(namespace=self.dataset_namespace, name=step.asset, facets=facets,
-                             outputFacets=output_facets)
+            output_facets["outputStatistics"] = (
+                output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+                    rowCount=result.rows, size=getattr(result, "bytes", None), producer=PRODUCER
+                )
+            )
+        return OutputDataset(
+            namespace=self.dataset_namespace,
+            name=step.asset,
+            facets=facets,
+            outputFacets=output_facets,
+        )
 
     def _column_lineage(self, step: Step, result: StepResult) -> Any:
         from ..engines.column_lineage import ColumnLineage
@@ -309,8 +386,11 @@ class OpenLineageEmitter:
         if result.column_lineage:
             return ColumnLineage.from_json(result.column_lineage)
         if self._stored is None:  # one query per run: every stored lineage, parsed on demand
-            self._stored = {(r["asset"], r["code_version"]): r["column_lineage"]
-                            for r in self.lake.catalog.rows("code_versions") if r.get("column_lineage")}
+            self._stored = {
+                (r["asset"], r["code_version"]): r["column_lineage"]
+                for r in self.lake.catalog.rows("code_versions")
+                if r.get("column_lineage")
+            }
         key = (step.asset, step.code_version)
         if key not in self._lineage:
             self._lineage[key] = ColumnLineage.from_json(self._stored.get(key))
@@ -321,9 +401,12 @@ class OpenLineageEmitter:
 
         def field(e: Any) -> Any:
             kind, sub = _KIND_TO_OL[e.kind]
-            return cld.InputField(namespace=self.dataset_namespace, name=e.source_asset, field=e.source_column,
-                                  transformations=[cld.Transformation(type=kind, subtype=sub,
-                                                                      description=e.kind)])
+            return cld.InputField(
+                namespace=self.dataset_namespace,
+                name=e.source_asset,
+                field=e.source_column,
+                transformations=[cld.Transformation(type=kind, subtype=sub, description=e.kind)],
+            )
 
         fields: dict[str, list[Any]] = {}
         dataset: list[Any] = []
@@ -338,7 +421,9 @@ class OpenLineageEmitter:
             return None
         return cld.ColumnLineageDatasetFacet(
             fields={name: cld.Fields(inputFields=items) for name, items in fields.items()},
-            dataset=dataset, producer=PRODUCER)
+            dataset=dataset,
+            producer=PRODUCER,
+        )
 
     def _nominal(self, step: Step) -> Any:
         from openlineage.client.facet_v2 import nominal_time_run
@@ -348,10 +433,11 @@ class OpenLineageEmitter:
             return None
         try:
             start, end = defn.window_of(step.ranges)
-        except Exception:  # noqa: BLE001 - not a time partitioning
+        except Exception:
             return None
-        return nominal_time_run.NominalTimeRunFacet(nominalStartTime=_iso(start), nominalEndTime=_iso(end),
-                                                    producer=PRODUCER)
+        return nominal_time_run.NominalTimeRunFacet(
+            nominalStartTime=_iso(start), nominalEndTime=_iso(end), producer=PRODUCER
+        )
 
 
 _FACET_CLASS: list[Any] = []
@@ -368,13 +454,13 @@ def _facet_class() -> Any:
     class LakehouseRunFacet(RunFacet):
         """lakehouse's own account of a step: run, code version, partitions, outcome."""
 
-        runId: str  # noqa: N815
-        stepId: str  # noqa: N815
-        codeVersion: str  # noqa: N815
+        runId: str
+        stepId: str
+        codeVersion: str
         reason: str
-        format: str  # noqa: A003
+        format: str
         partitions: str | None = attr.field(default=None)
-        inputVersions: list[dict[str, Any]] = attr.field(factory=list)  # noqa: N815
+        inputVersions: list[dict[str, Any]] = attr.field(factory=list)
         status: str | None = attr.field(default=None)
         version: str | None = attr.field(default=None)
         rows: int | None = attr.field(default=None)
@@ -391,13 +477,24 @@ def _facet_class() -> Any:
 
 def _lakehouse_facet(step: Step, result: StepResult | None) -> Any:
     props: dict[str, Any] = {
-        "runId": step.run_id, "stepId": step.step_id, "codeVersion": step.code_version, "reason": step.reason,
-        "partitions": step.partitions_text, "format": step.table.format,
+        "runId": step.run_id,
+        "stepId": step.step_id,
+        "codeVersion": step.code_version,
+        "reason": step.reason,
+        "partitions": step.partitions_text,
+        "format": step.table.format,
         "inputVersions": [{"asset": v.asset, "version": v.version} for v in step.input_versions],
     }
     if result is not None:
-        props.update({"status": result.status, "version": result.version, "rows": result.rows,
-                      "seconds": round(result.seconds, 6), "worker": result.worker})
+        props.update(
+            {
+                "status": result.status,
+                "version": result.version,
+                "rows": result.rows,
+                "seconds": round(result.seconds, 6),
+                "worker": result.worker,
+            }
+        )
     return _facet_class()(producer=PRODUCER, **props)
 
 
@@ -429,7 +526,7 @@ def _version() -> str:
         from importlib.metadata import version
 
         return version("lakehouse")
-    except Exception:  # noqa: BLE001
+    except Exception:
         return "0"
 
 
@@ -439,5 +536,5 @@ def _ol_version() -> str:
         from importlib.metadata import version
 
         return version("openlineage-python")
-    except Exception:  # noqa: BLE001
+    except Exception:
         return "0"

@@ -30,7 +30,9 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return not any(r["status"] in ("failed", "upstream_failed", "check_failed") for r in self.rows)
+        return not any(
+            r["status"] in ("failed", "upstream_failed", "check_failed") for r in self.rows
+        )
 
     @property
     def assets(self) -> pl.DataFrame:
@@ -38,15 +40,26 @@ class RunResult:
         import polars as pl
 
         schema = {
-            "asset": pl.String, "partitions": pl.String, "status": pl.String, "reason": pl.String,
-            "rows": pl.Int64, "version": pl.String, "seconds": pl.Float64, "error": pl.String,
+            "asset": pl.String,
+            "partitions": pl.String,
+            "status": pl.String,
+            "reason": pl.String,
+            "rows": pl.Int64,
+            "version": pl.String,
+            "seconds": pl.Float64,
+            "error": pl.String,
         }
-        return pl.DataFrame([{k: r.get(k) for k in RESULT_COLUMNS} for r in self.rows], schema=schema)
+        return pl.DataFrame(
+            [{k: r.get(k) for k in RESULT_COLUMNS} for r in self.rows], schema=schema
+        )
 
     @property
     def failures(self) -> dict[str, str]:
-        return {r["asset"]: r["error"] or r["status"] for r in self.rows
-                if r["status"] in ("failed", "upstream_failed", "check_failed")}
+        return {
+            r["asset"]: r["error"] or r["status"]
+            for r in self.rows
+            if r["status"] in ("failed", "upstream_failed", "check_failed")
+        }
 
     @property
     def materialized(self) -> list[str]:
@@ -58,7 +71,9 @@ class RunResult:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         rows = sum(r["rows"] or 0 for r in self.rows if r["status"] == "materialized")
         parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        return f"run {self.run_id}: {parts or 'nothing to do'}; {rows:,} rows in {self.seconds:.2f} s"
+        return (
+            f"run {self.run_id}: {parts or 'nothing to do'}; {rows:,} rows in {self.seconds:.2f} s"
+        )
 
     def __repr__(self) -> str:
         return f"RunResult({self.summary()})"

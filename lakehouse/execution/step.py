@@ -75,7 +75,9 @@ class Step:
     reason: str
     partitions_text: str | None = None
     deps: tuple[InputVersion, ...] = ()
-    checks: tuple[Any, ...] = ()  # the asset's checks (lakehouse.checks.Check), run before the commit
+    checks: tuple[
+        Any, ...
+    ] = ()  # the asset's checks (lakehouse.checks.Check), run before the commit
     column_lineage: bool = False  # compute column lineage (the code version has none stored yet)
     trace: Mapping[str, str] = field(default_factory=dict)  # W3C trace context of the run's span
 
@@ -111,7 +113,9 @@ class StepResult:
     column_lineage: Any = None  # JSON of engines.column_lineage.ColumnLineage, when asked for
     extra: Mapping[str, Any] = field(default_factory=dict)
     output_schema: tuple[tuple[str, str], ...] = ()  # (name, Arrow type) of the written data
-    bytes: int | None = None  # bytes of the data files the commit added, when the format reports them
+    bytes: int | None = (
+        None  # bytes of the data files the commit added, when the format reports them
+    )
 
 
 def provenance(step: Step) -> dict[str, str]:
@@ -133,7 +137,11 @@ def partition_context(spec: AssetSpec, ranges: RangeSet) -> PartitionContext | N
     if defn is None:
         return None
     first, last = ranges.ranges[0][0], ranges.ranges[-1][1] - 1
-    keys = tuple(defn.key(i) for i in ranges.indices()) if len(ranges) <= 10_000 else (defn.key(first), defn.key(last))
+    keys = (
+        tuple(defn.key(i) for i in ranges.indices())
+        if len(ranges) <= 10_000
+        else (defn.key(first), defn.key(last))
+    )
     start = end = None
     if hasattr(defn, "window"):
         start = defn.window(first)[0]
@@ -167,8 +175,10 @@ def _run_step(step: Step, tel: Any) -> StepResult:
                 asset=step.asset,
                 run_id=step.run_id,
                 partition=partition_context(spec, rng),
-                log=logging.LoggerAdapter(log, {"run_id": step.run_id, "asset": step.asset,
-                                                "partition": step.partitions_text}),
+                log=logging.LoggerAdapter(
+                    log,
+                    {"run_id": step.run_id, "asset": step.asset, "partition": step.partitions_text},
+                ),
             )
             tel.phase("read")
             kwargs: dict[str, Any] = {}
@@ -202,8 +212,12 @@ def _run_step(step: Step, tel: Any) -> StepResult:
                 from ..partitions import predicate, predicate_sql
 
                 pred = predicate(spec.partitions, rng, spec.partition_column)
-                if (getattr(fmt, "rejects_rows_outside_predicate", False) and spec.write.kind == "overwrite"
-                        and not step.checks and step.table.version is not None):
+                if (
+                    getattr(fmt, "rejects_rows_outside_predicate", False)
+                    and spec.write.kind == "overwrite"
+                    and not step.checks
+                    and step.table.version is not None
+                ):
                     # the format's own overwrite of an existing table rejects rows outside the
                     # predicate before committing (and names them): only the columns are
                     # checked here. (A new table is validated first, so a rejected first
@@ -216,8 +230,18 @@ def _run_step(step: Step, tel: Any) -> StepResult:
             # checks hook: write-audit-publish (stage, run the checks, ONE commit if they pass)
             from .publish import write_audit_publish
 
-            done = write_audit_publish(step, fmt, data, predicate=write_predicate, where=pred, ctx=ctx,
-                                       provenance=provenance(step), started=started, t0=t0, fault=fault)
+            done = write_audit_publish(
+                step,
+                fmt,
+                data,
+                predicate=write_predicate,
+                where=pred,
+                ctx=ctx,
+                provenance=provenance(step),
+                started=started,
+                t0=t0,
+                fault=fault,
+            )
         finally:
             engine.close()
         checks = tuple(o.row(start, end) for o in done.outcomes)
@@ -228,31 +252,64 @@ def _run_step(step: Step, tel: Any) -> StepResult:
 
             err = blocking_error(done.outcomes, step.asset, step.partitions_text)
             return StepResult(
-                step.step_id, step.asset, start, end, "check_failed", started, time.perf_counter() - t0,
-                rows=done.rows, error=str(err), error_type="CheckFailedError", worker=worker, checks=checks,
+                step.step_id,
+                step.asset,
+                start,
+                end,
+                "check_failed",
+                started,
+                time.perf_counter() - t0,
+                rows=done.rows,
+                error=str(err),
+                error_type="CheckFailedError",
+                worker=worker,
+                checks=checks,
             )
         return StepResult(
-            step.step_id, step.asset, start, end, "materialized", started, done.seconds,
-            version=result.version, seq=result.seq, rows=result.rows, schema_fp=result.schema_fp, worker=worker,
+            step.step_id,
+            step.asset,
+            start,
+            end,
+            "materialized",
+            started,
+            done.seconds,
+            version=result.version,
+            seq=result.seq,
+            rows=result.rows,
+            schema_fp=result.schema_fp,
+            worker=worker,
             checks=checks,
         )
-    except Exception as exc:  # noqa: BLE001 - a step reports, the coordinator decides
+    except Exception as exc:
         return _failed(step, exc, started, t0, start, end, worker)
 
 
-def _failed(step: Step, exc: BaseException, started: float, t0: float, start: int, end: int,
-            worker: str) -> StepResult:
+def _failed(
+    step: Step, exc: BaseException, started: float, t0: float, start: int, end: int, worker: str
+) -> StepResult:
     if isinstance(exc, LakehouseError):
         text = str(exc)
     else:
         tb = traceback.extract_tb(exc.__traceback__)
-        user = [f for f in tb if "lakehouse" not in f.filename.replace("\\", "/").split("/site-packages/")[-1]
-                or "/tests/" in f.filename]
+        user = [
+            f
+            for f in tb
+            if "lakehouse" not in f.filename.replace("\\", "/").split("/site-packages/")[-1]
+            or "/tests/" in f.filename
+        ]
         where = f" (at {user[-1].filename}:{user[-1].lineno})" if user else ""
         text = f"{type(exc).__name__}: {exc}{where}"
     return StepResult(
-        step.step_id, step.asset, start, end, "failed", started, time.perf_counter() - t0,
-        error=text, error_type=type(exc).__name__, retryable=retryable(exc),
+        step.step_id,
+        step.asset,
+        start,
+        end,
+        "failed",
+        started,
+        time.perf_counter() - t0,
+        error=text,
+        error_type=type(exc).__name__,
+        retryable=retryable(exc),
         worker=worker,
     )
 
@@ -268,7 +325,9 @@ def retryable(exc: BaseException) -> bool:
             break
         if getattr(seen, "retryable", False) or isinstance(seen, (TimeoutError, ConnectionError)):
             return True
-        if isinstance(seen, OSError) and re.search(r"timed? ?out|connection (reset|refused|closed)", str(seen), re.I):
+        if isinstance(seen, OSError) and re.search(
+            r"timed? ?out|connection (reset|refused|closed)", str(seen), re.I
+        ):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -318,7 +377,9 @@ def _validated(data: pa.Table | pa.RecordBatchReader, pred: Predicate, step: Ste
         if nulls:
             raise PartitionError(
                 f"the output has null values in partition column(s) {cols}",
-                asset=step.asset, partition=step.partitions_text, hint="fill the partition column of every row",
+                asset=step.asset,
+                partition=step.partitions_text,
+                hint="fill the partition column of every row",
             )
         if bad:
             raise PartitionError(

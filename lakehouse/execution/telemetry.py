@@ -81,8 +81,9 @@ def set_run_outcome(span: Any, failed: int, succeeded: int) -> None:
         span.set_status(Status(StatusCode.ERROR, f"{failed} step(s) failed"))
 
 
-_current: contextvars.ContextVar[StepTelemetry | None] = contextvars.ContextVar("lakehouse_step_telemetry",
-                                                                                 default=None)
+_current: contextvars.ContextVar[StepTelemetry | None] = contextvars.ContextVar(
+    "lakehouse_step_telemetry", default=None
+)
 
 
 def phase(name: str) -> None:
@@ -103,9 +104,12 @@ class StepTelemetry:
     def __init__(self, step: Step) -> None:
         self.step = step
         self._tokens: list[tuple[Any, Any]] = [
-            (var, var.set(value)) for var, value in (
-                (_logging._run_id, step.run_id), (_logging._asset, step.asset),
-                (_logging._partition, step.partitions_text))
+            (var, var.set(value))
+            for var, value in (
+                (_logging._run_id, step.run_id),
+                (_logging._asset, step.asset),
+                (_logging._partition, step.partitions_text),
+            )
         ]
         self._tokens.append((_current, _current.set(self)))
         self._span: Any = None
@@ -129,13 +133,17 @@ class StepTelemetry:
 
             carried = dict(getattr(step, "trace", None) or {})
             parent = extract(carried) if carried else otel_context.get_current()
-            attrs = {"lakehouse.run_id": step.run_id, "lakehouse.asset": step.asset,
-                     "lakehouse.step_id": step.step_id, "lakehouse.code_version": step.code_version}
+            attrs = {
+                "lakehouse.run_id": step.run_id,
+                "lakehouse.asset": step.asset,
+                "lakehouse.step_id": step.step_id,
+                "lakehouse.code_version": step.code_version,
+            }
             if step.partitions_text:
                 attrs["lakehouse.partitions"] = step.partitions_text
             self._span = t.start_span("lakehouse.step", context=parent, attributes=attrs)
             self._tracer = t
-        except Exception:  # noqa: BLE001 - telemetry never fails a step
+        except Exception:
             log.debug("could not start the step span", exc_info=True)
             self._span = None
 
@@ -160,7 +168,7 @@ class StepTelemetry:
             from ..storage import normalize_type
 
             self.output_schema = tuple((f.name, normalize_type(f.type)) for f in data.schema)
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.output_schema = ()
 
     def written(self, result: Any) -> None:
@@ -179,9 +187,10 @@ class StepTelemetry:
             from opentelemetry import trace
 
             ctx = trace.set_span_in_context(self._span)
-            self._phase = self._tracer.start_span(name, context=ctx,
-                                                  attributes={"lakehouse.asset": self.step.asset})
-        except Exception:  # noqa: BLE001
+            self._phase = self._tracer.start_span(
+                name, context=ctx, attributes={"lakehouse.asset": self.step.asset}
+            )
+        except Exception:
             self._phase = None
 
     def _end_phase(self, error: str | None = None) -> None:
@@ -192,7 +201,7 @@ class StepTelemetry:
 
                     self._phase.set_status(Status(StatusCode.ERROR, error[:200]))
                 self._phase.end()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         self._phase = None
 
@@ -211,24 +220,40 @@ class StepTelemetry:
                 if result.version is not None:
                     self._span.set_attribute("lakehouse.version", str(result.version))
                 if failed:
-                    self._span.set_status(Status(StatusCode.ERROR, (result.error or result.status)[:200]))
+                    self._span.set_status(
+                        Status(StatusCode.ERROR, (result.error or result.status)[:200])
+                    )
                 self._span.end()
-            if failed:  # the coordinator reports the failure as a warning; this says where it happened
+            if (
+                failed
+            ):  # the coordinator reports the failure as a warning; this says where it happened
                 log.info("step %s in phase %s: %s", result.status, self._phase_name, result.error)
             else:
-                log.info("step materialized %s rows as version %s in %.3f s", result.rows, result.version,
-                         time.perf_counter() - self._started)
+                log.info(
+                    "step materialized %s rows as version %s in %.3f s",
+                    result.rows,
+                    result.version,
+                    time.perf_counter() - self._started,
+                )
             changes: dict[str, Any] = {}
             names = {f.name for f in dataclasses.fields(result)}
             if self.column_lineage is not None and result.column_lineage is None:
                 changes["column_lineage"] = self.column_lineage
-            if self.output_schema and "output_schema" in names and not getattr(result, "output_schema", ()):
+            if (
+                self.output_schema
+                and "output_schema" in names
+                and not getattr(result, "output_schema", ())
+            ):
                 changes["output_schema"] = self.output_schema
-            if self.bytes is not None and "bytes" in names and getattr(result, "bytes", None) is None:
+            if (
+                self.bytes is not None
+                and "bytes" in names
+                and getattr(result, "bytes", None) is None
+            ):
                 changes["bytes"] = self.bytes
             if changes:
                 result = dataclasses.replace(result, **changes)
-        except Exception:  # noqa: BLE001 - telemetry never fails a step
+        except Exception:
             pass
         finally:
             for var, token in reversed(self._tokens):
@@ -260,13 +285,23 @@ def metrics() -> dict[str, Any] | None:
         return None
     with _metrics_lock:
         if not _metrics:
-            _metrics.update({
-                "runs": prom.Counter("lakehouse_runs", "Runs by outcome", ["outcome"]),
-                "steps": prom.Counter("lakehouse_steps", "Asset steps by outcome", ["asset", "outcome"]),
-                "rows": prom.Counter("lakehouse_rows_written", "Rows committed to asset tables", ["asset"]),
-                "seconds": prom.Histogram("lakehouse_step_seconds", "Wall time of asset steps", ["asset"],
-                                          buckets=_BUCKETS),
-            })
+            _metrics.update(
+                {
+                    "runs": prom.Counter("lakehouse_runs", "Runs by outcome", ["outcome"]),
+                    "steps": prom.Counter(
+                        "lakehouse_steps", "Asset steps by outcome", ["asset", "outcome"]
+                    ),
+                    "rows": prom.Counter(
+                        "lakehouse_rows_written", "Rows committed to asset tables", ["asset"]
+                    ),
+                    "seconds": prom.Histogram(
+                        "lakehouse_step_seconds",
+                        "Wall time of asset steps",
+                        ["asset"],
+                        buckets=_BUCKETS,
+                    ),
+                }
+            )
     return _metrics
 
 
@@ -280,7 +315,7 @@ def record_step(result: StepResult) -> None:
         m["seconds"].labels(result.asset).observe(max(result.seconds, 0.0))
         if result.status == "materialized" and result.rows:
             m["rows"].labels(result.asset).inc(result.rows)
-    except Exception:  # noqa: BLE001 - metrics never fail a run
+    except Exception:
         log.debug("could not record step metrics", exc_info=True)
 
 

@@ -150,22 +150,38 @@ class TableMaintenance(Protocol):
         """Whether the versions after ``since`` up to ``until`` hold the same rows
         (only compaction, vacuum or lakehouse maintenance happened in between)."""
 
-    def compact(self, ref: TableRef, *, where: Any, zorder: list[str] | None, dry_run: bool,
-                properties: Mapping[str, str], coarsen: bool = True) -> MaintenanceResult:
+    def compact(
+        self,
+        ref: TableRef,
+        *,
+        where: Any,
+        zorder: list[str] | None,
+        dry_run: bool,
+        properties: Mapping[str, str],
+        coarsen: bool = True,
+    ) -> MaintenanceResult:
         """Rewrite small data files (of the partitions ``where`` selects) into few large ones."""
 
-    def vacuum(self, ref: TableRef, *, keep: set[str], older_than: float, dry_run: bool) -> MaintenanceResult:
+    def vacuum(
+        self, ref: TableRef, *, keep: set[str], older_than: float, dry_run: bool
+    ) -> MaintenanceResult:
         """Remove files and versions older than ``older_than`` (epoch seconds), except
         what the versions in ``keep`` and the current version need."""
 
-    def delete_where(self, ref: TableRef, match: Any, properties: Mapping[str, str]) -> MaintenanceResult:
+    def delete_where(
+        self, ref: TableRef, match: Any, properties: Mapping[str, str]
+    ) -> MaintenanceResult:
         """Delete the rows for which ``match(arrow_table)`` is true, in one commit."""
 
-    def purge(self, ref: TableRef, *, keep: set[str], properties: Mapping[str, str]) -> MaintenanceResult:
+    def purge(
+        self, ref: TableRef, *, keep: set[str], properties: Mapping[str, str]
+    ) -> MaintenanceResult:
         """Physically remove every older version except ``keep`` (retention and pins
         overridden), and every file and log/metadata entry only they referenced."""
 
-    def delete_partitions(self, ref: TableRef, where: Any, properties: Mapping[str, str]) -> MaintenanceResult:
+    def delete_partitions(
+        self, ref: TableRef, where: Any, properties: Mapping[str, str]
+    ) -> MaintenanceResult:
         """Delete every row of the partitions ``where`` (a neutral predicate) selects."""
 
     def drop(self, ref: TableRef) -> MaintenanceResult:
@@ -197,8 +213,15 @@ def schema_fingerprint(schema: pa.Schema) -> str:
 def normalize_type(t: Any) -> str:
     """Arrow type text with storage variants (large_/view) folded together."""
     text = str(t)
-    for a, b in (("large_string", "string"), ("string_view", "string"), ("large_binary", "binary"),
-                 ("binary_view", "binary"), ("large_list", "list"), ("list_view", "list"), ("utf8", "string")):
+    for a, b in (
+        ("large_string", "string"),
+        ("string_view", "string"),
+        ("large_binary", "binary"),
+        ("binary_view", "binary"),
+        ("large_list", "list"),
+        ("list_view", "list"),
+        ("utf8", "string"),
+    ):
         text = text.replace(a, b)
     return text
 
@@ -214,13 +237,22 @@ def schema_diff(old: pa.Schema, new: pa.Schema) -> tuple[list[str], list[str], l
 
 
 _WIDENINGS = {
-    ("int8", "int16"), ("int8", "int32"), ("int8", "int64"), ("int16", "int32"), ("int16", "int64"),
-    ("int32", "int64"), ("float", "double"), ("halffloat", "float"), ("halffloat", "double"),
+    ("int8", "int16"),
+    ("int8", "int32"),
+    ("int8", "int64"),
+    ("int16", "int32"),
+    ("int16", "int64"),
+    ("int32", "int64"),
+    ("float", "double"),
+    ("halffloat", "float"),
+    ("halffloat", "double"),
     ("date32[day]", "timestamp[us]"),
 }
 
 
-def check_schema(asset: str, old: pa.Schema | None, new: pa.Schema, mode: str, *, full_overwrite: bool) -> None:
+def check_schema(
+    asset: str, old: pa.Schema | None, new: pa.Schema, mode: str, *, full_overwrite: bool
+) -> None:
     """Raise :class:`SchemaError` when ``new`` differs from ``old`` in a way ``mode`` forbids.
 
     ``strict``: any difference. ``add_columns``: new columns and type widening allowed;

@@ -91,7 +91,9 @@ class DeltaFormat:
         old_schema = _arrow_schema(dt) if dt is not None else None
         full_overwrite = mode.kind == "overwrite" and predicate is None
         check_schema(ref.asset, old_schema, data.schema, schema_mode, full_overwrite=full_overwrite)
-        props = dl.CommitProperties(custom_metadata={PROVENANCE_PREFIX + k: v for k, v in provenance.items()})
+        props = dl.CommitProperties(
+            custom_metadata={PROVENANCE_PREFIX + k: v for k, v in provenance.items()}
+        )
         opts = dict(ref.storage_options) or None
         before = set(_files(dt)) if dt is not None else set()
         counter = [0]
@@ -108,7 +110,9 @@ class DeltaFormat:
                 delta_schema_mode = "overwrite"
         try:
             if mode.kind == "merge" and dt is not None:
-                self._merge(dt, payload, mode, predicate, props, delta_schema_mode == "merge", partition_by)
+                self._merge(
+                    dt, payload, mode, predicate, props, delta_schema_mode == "merge", partition_by
+                )
             else:
                 kind = "overwrite" if mode.kind == "merge" else mode.kind
                 dl.write_deltalake(
@@ -124,7 +128,7 @@ class DeltaFormat:
                     storage_options=opts,
                     commit_properties=props,
                 )
-        except Exception as exc:  # noqa: BLE001 - translate library errors
+        except Exception as exc:
             raise _translate(exc, ref, predicate) from exc
         if dt is None:
             dt = self._open(ref)
@@ -134,10 +138,18 @@ class DeltaFormat:
         else:
             version = int(dt.version())
         added = sum(size for path, size in _files(dt).items() if path not in before)
-        return WriteResult(str(version), version, counter[0], schema_fingerprint(data.schema), bytes=added)
+        return WriteResult(
+            str(version), version, counter[0], schema_fingerprint(data.schema), bytes=added
+        )
 
     def _merge(
-        self, dt: Any, payload: Any, mode: WriteMode, predicate: str | None, props: Any, merge_schema: bool,
+        self,
+        dt: Any,
+        payload: Any,
+        mode: WriteMode,
+        predicate: str | None,
+        props: Any,
+        merge_schema: bool,
         partition_by: list[str],
     ) -> None:
         on = " AND ".join(f't."{c}" = s."{c}"' for c in mode.on)
@@ -151,14 +163,18 @@ class DeltaFormat:
         )
         merger = merger.when_matched_update_all().when_not_matched_insert_all()
         if mode.delete_missing:
-            merger = merger.when_not_matched_by_source_delete(predicate=_qualify(predicate, "t", partition_by))
+            merger = merger.when_not_matched_by_source_delete(
+                predicate=_qualify(predicate, "t", partition_by)
+            )
         merger.execute()
 
     def dataset(self, ref: TableRef) -> pads.Dataset:
         dt = self._open(ref, ref.version)
         if dt is None:
             raise StorageError(
-                f"the Delta table at {ref.uri} does not exist", asset=ref.asset, hint="materialize it first"
+                f"the Delta table at {ref.uri} does not exist",
+                asset=ref.asset,
+                hint="materialize it first",
             )
         return dt.to_pyarrow_dataset()
 
@@ -171,10 +187,20 @@ class DeltaFormat:
             return []
         out = []
         for entry in reversed(dt.history()):
-            prov = {k[len(PROVENANCE_PREFIX):]: v for k, v in entry.items() if k.startswith(PROVENANCE_PREFIX)}
-            out.append({"version": str(entry.get("version")), "seq": int(entry.get("version", 0)),
-                        "timestamp": entry.get("timestamp"), "operation": entry.get("operation"),
-                        "provenance": prov})
+            prov = {
+                k[len(PROVENANCE_PREFIX) :]: v
+                for k, v in entry.items()
+                if k.startswith(PROVENANCE_PREFIX)
+            }
+            out.append(
+                {
+                    "version": str(entry.get("version")),
+                    "seq": int(entry.get("version", 0)),
+                    "timestamp": entry.get("timestamp"),
+                    "operation": entry.get("operation"),
+                    "provenance": prov,
+                }
+            )
         return out
 
     # -- write-audit-publish (see delta_wap.py) -------------------------------------------
@@ -232,7 +258,10 @@ def _qualify(predicate: str | None, alias: str, columns: list[str]) -> str | Non
     names = "|".join(re.escape(c) for c in sorted(columns, key=len, reverse=True))
     pattern = re.compile(rf'(?<![\w.])"?({names})"?(?![\w])')
     parts = re.split(r"('(?:[^']|'')*')", predicate)
-    return "".join(p if p.startswith("'") else pattern.sub(lambda m: f'{alias}."{m.group(1)}"', p) for p in parts)
+    return "".join(
+        p if p.startswith("'") else pattern.sub(lambda m: f'{alias}."{m.group(1)}"', p)
+        for p in parts
+    )
 
 
 def _translate(exc: Exception, ref: TableRef, predicate: str | None) -> Exception:
@@ -240,11 +269,16 @@ def _translate(exc: Exception, ref: TableRef, predicate: str | None) -> Exceptio
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, dl.exceptions.CommitFailedError) or "conflict" in text.lower():
         return CommitConflictError(
-            f"a concurrent writer committed first: {text}", asset=ref.asset, hint="retry the run (retries=N)"
+            f"a concurrent writer committed first: {text}",
+            asset=ref.asset,
+            hint="retry the run (retries=N)",
         )
     if isinstance(exc, dl.exceptions.SchemaMismatchError):
-        return SchemaError(f"the table rejected the output schema: {text}", asset=ref.asset,
-                           hint="use schema='add_columns' for additive changes")
+        return SchemaError(
+            f"the table rejected the output schema: {text}",
+            asset=ref.asset,
+            hint="use schema='add_columns' for additive changes",
+        )
     if predicate and ("predicate" in text.lower() or "failed validation check" in str(exc)):
         found = _offending_rows(str(exc))
         return PartitionError(
@@ -254,19 +288,26 @@ def _translate(exc: Exception, ref: TableRef, predicate: str | None) -> Exceptio
             hint="filter the output to ctx.partition.start <= column < ctx.partition.end",
         )
     if isinstance(exc, OSError):
-        return StorageError(f"cannot write the Delta table at {ref.uri}: {text}", asset=ref.asset,
-                            hint="check that the storage is reachable and writable")
+        return StorageError(
+            f"cannot write the Delta table at {ref.uri}: {text}",
+            asset=ref.asset,
+            hint="check that the storage is reachable and writable",
+        )
     if isinstance(exc, (StorageError, SchemaError, PartitionError)):
         return exc
-    return StorageError(f"writing the Delta table at {ref.uri} failed: {type(exc).__name__}: {text}",
-                        asset=ref.asset,
-                        hint="check that the storage is reachable and writable (the chained error has details)")
+    return StorageError(
+        f"writing the Delta table at {ref.uri} failed: {type(exc).__name__}: {text}",
+        asset=ref.asset,
+        hint="check that the storage is reachable and writable (the chained error has details)",
+    )
 
 
 def _offending_rows(text: str) -> str:
     """The count and preview table delta-rs prints for rows failing a predicate."""
     lines = text.splitlines()
-    head = next((ln.split("Invalid data found: ", 1)[-1] for ln in lines if "rows failed" in ln), "")
+    head = next(
+        (ln.split("Invalid data found: ", 1)[-1] for ln in lines if "rows failed" in ln), ""
+    )
     table = [ln for ln in lines if ln.startswith(("|", "+"))][:8]
     return (head + ("\n" + "\n".join(table) if table else "")).strip()
 
