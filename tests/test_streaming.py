@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_a_record_batch_reader_is_written_without_holding_its_batches(tmp_path: Path) -> None:
+@pytest.mark.parametrize("with_checks", [True, False], ids=["staged-and-audited", "direct-write"])
+def test_a_record_batch_reader_is_written_without_holding_its_batches(tmp_path: Path, with_checks: bool) -> None:
     """Live Arrow memory while the write pulls batches stays far below the whole output."""
     import numpy as np
     import pyarrow.compute as pc
@@ -51,7 +52,7 @@ def test_a_record_batch_reader_is_written_without_holding_its_batches(tmp_path: 
             ], schema=schema)
 
     @lh.asset(partitions=lh.daily(start="2024-01-01", end="2024-01-03"), partition_column="day",
-              checks=[lh.not_null("a"), lh.row_count(min=1)])
+              checks=[lh.not_null("a"), lh.row_count(min=1)] if with_checks else None)
     def wide(ctx: lh.Context) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(schema, generate())
 
@@ -71,10 +72,10 @@ import json, resource, sys, tempfile
 import polars as pl
 import lakehouse as lh
 
-kind, source, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
+kind, source, rows, with_checks = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "checks"
 
 @lh.asset(engine="polars" if kind == "lazyframe" else "duckdb",
-          checks=[lh.not_null("i"), lh.row_count(min=1)])
+          checks=[lh.not_null("i"), lh.row_count(min=1)] if with_checks else None)
 def big():
     if kind == "lazyframe":
         return pl.scan_parquet(source).with_columns(k=pl.col("i") % 10)
@@ -99,11 +100,12 @@ def big_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["lazyframe", "duckdb_relation"])
-def test_lazy_results_stream_into_the_table(tmp_path: Path, big_parquet: Path, kind: str) -> None:
+@pytest.mark.parametrize(("kind", "checks"), [("lazyframe", "checks"), ("lazyframe", "none"),
+                                              ("duckdb_relation", "none")])
+def test_lazy_results_stream_into_the_table(tmp_path: Path, big_parquet: Path, kind: str, checks: str) -> None:
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(RUNNER))
-    proc = subprocess.run([sys.executable, str(script), kind, str(big_parquet), str(ROWS)], capture_output=True,
+    proc = subprocess.run([sys.executable, str(script), kind, str(big_parquet), str(ROWS), checks], capture_output=True,
                           text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
