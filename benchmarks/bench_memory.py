@@ -9,7 +9,9 @@ as Parquet with ``tpchgen-cli`` (``pip install tpchgen-cli``) into a cache folde
 Each query is measured in a fresh process, in the same invocation, three ways:
 
 * lakehouse     an asset returning the ``pl.LazyFrame``; ``lake.materialize()`` (plan,
-                stage, audit, publish, catalog) into a Delta table;
+                write, catalog) into a Delta table;
+* lakehouse_checked  the same asset with two checks (``not_null``, ``row_count``): the
+                output is staged, audited by the checks and published;
 * polars sink   Polars alone: ``lf.sink_delta(path)`` (the baseline);
 * polars collect Polars alone, eagerly: ``lf.collect().write_delta(path)`` (for scale).
 
@@ -64,9 +66,10 @@ t0 = time.perf_counter()
 import polars as pl
 exec(open(sys.argv[5]).read())
 make = globals()[query]
-if side == "lakehouse":
+if side.startswith("lakehouse"):
     import lakehouse as lh
-    asset = lh.asset(lambda: make(data), name=query)
+    checks = [lh.not_null("l_shipdate"), lh.row_count(min=1)] if side == "lakehouse_checked" else None
+    asset = lh.asset(lambda: make(data), name=query, checks=checks)
     lake = lh.Lakehouse(out, assets=[asset])
     res = lake.materialize(progress=False)
     assert res.ok, res.failures
@@ -82,7 +85,7 @@ peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"peak": peak, "seconds": time.perf_counter() - t0, "rows": rows}))
 """
 
-SIDES = ("polars_sink", "lakehouse", "polars_collect")
+SIDES = ("polars_sink", "lakehouse", "lakehouse_checked", "polars_collect")
 
 
 def ensure_data(path: Path) -> Path:
@@ -134,7 +137,7 @@ def main() -> None:
             for side in SIDES:
                 peak = med(r["peak"] for r in results[side])
                 secs = med(r["seconds"] for r in results[side])
-                target = "  (target <= 1.3x)" if side == "lakehouse" else ""
+                target = "  (target <= 1.3x)" if side.startswith("lakehouse") else ""
                 print(f"{query:<12} {side:<15} {peak / mib:>7.0f} MiB {secs:>8.2f} {rows:>10}"
                       f"  {peak / base:.2f}x{target}")
 

@@ -230,7 +230,9 @@ def _files(dt: Any) -> dict[str, int]:
     """``{path: size in bytes}`` of the data files of a table's loaded version."""
     import pyarrow as pa
 
-    actions = pa.table(dt.get_add_actions(flatten=True)).select(["path", "size_bytes"])
+    # from_stream, not pa.table(): pa.table() imports pandas (~50 MB, 0.2 s) to rule it out
+    actions = pa.RecordBatchReader.from_stream(dt.get_add_actions(flatten=True)).read_all()
+    actions = actions.select(["path", "size_bytes"])
     return dict(zip(actions.column("path").to_pylist(), actions.column("size_bytes").to_pylist()))
 
 
