@@ -124,7 +124,7 @@ def main() -> None:
         queries = Path(tmp) / "queries.py"
         queries.write_text(QUERIES)
         print(f"TPC-H SF1 at {data}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
-        print(f"{'query':<12} {'side':<15} {'peak RSS':>10} {'seconds':>8} {'rows':>10}  ratio to polars sink")
+        print(f"{'query':<12} {'side':<18} {'peak RSS':>10} {'seconds':>8} {'rows':>10}  ratio to polars sink")
         for query in ("by_shipdate", "joined"):
             results: dict[str, list[dict[str, float]]] = {s: [] for s in SIDES}
             for _ in range(args.repeat):
@@ -138,7 +138,7 @@ def main() -> None:
                 peak = med(r["peak"] for r in results[side])
                 secs = med(r["seconds"] for r in results[side])
                 target = "  (target <= 1.3x)" if side.startswith("lakehouse") else ""
-                print(f"{query:<12} {side:<15} {peak / mib:>7.0f} MiB {secs:>8.2f} {rows:>10}"
+                print(f"{query:<12} {side:<18} {peak / mib:>7.0f} MiB {secs:>8.2f} {rows:>10}"
                       f"  {peak / base:.2f}x{target}")
 
 

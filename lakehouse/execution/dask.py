@@ -300,15 +300,12 @@ def _warm() -> None:
     """Import what every step needs (run once on each worker when the executor starts)."""
     import importlib
 
-    import pyarrow as pa
-
     from ..engines import polars as _polars  # noqa: F401
     from . import publish, step  # noqa: F401
 
-    for name in ("deltalake", "deltalake.transaction"):
+    for name in ("pyarrow", "deltalake", "deltalake.transaction"):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
-    pa.array([0], pa.timestamp("us", "UTC")).to_pylist()  # pyarrow loads time-zone support lazily
 
 
 def _safe(text: str) -> str:
