@@ -319,3 +319,14 @@ def test_unsigned_outputs_are_widened_and_stay_stable(tmp_path: Path) -> None:
     lake.materialize()
     assert lake.materialize(force=True).ok  # same schema on the second write
     assert lake.read("counted").schema == pl.Schema({"n": pl.Int64, "small": pl.Int16})
+
+
+def test_duckdb_utc_timestamps_rewrite_under_the_strict_schema(tmp_path: Path) -> None:
+    @lh.asset(name="stamped", engine="duckdb", code_version="1")
+    def stamped(ctx: lh.Context):  # type: ignore[no-untyped-def]
+        return ctx.duckdb.sql("select timestamptz '2024-01-01 00:00:00+00' as at, 1 as n")
+
+    lake = lh.Lakehouse(tmp_path / "lake", assets=[stamped])
+    lake.materialize()
+    assert lake.materialize(force=True).ok  # Etc/UTC from DuckDB equals the stored UTC
+    assert lake.read("stamped")["n"].to_list() == [1]

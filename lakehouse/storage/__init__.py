@@ -221,6 +221,9 @@ def normalize_type(t: Any) -> str:
         ("large_list", "list"),
         ("list_view", "list"),
         ("utf8", "string"),
+        # the same instant: DuckDB says Etc/UTC, Delta and Iceberg store UTC
+        ("tz=Etc/UTC", "tz=UTC"),
+        ("tz=+00:00", "tz=UTC"),
     ):
         text = text.replace(a, b)
     return text
