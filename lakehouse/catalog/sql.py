@@ -557,13 +557,7 @@ class SqlCatalog(Catalog):
             )
             kept: list[dict[str, Any]] = []
             for row in rows[rec.asset]:
-                if row["pend"] <= rec.start or row["pstart"] >= rec.end or row["seq"] > rec.seq:
-                    kept.append(row)
-                    continue
-                if row["pstart"] < rec.start:
-                    kept.append({**row, "pend": rec.start})
-                if row["pend"] > rec.end:
-                    kept.append({**row, "pstart": rec.end})
+                kept.extend([row] if row["seq"] > rec.seq else _cut(row, rec.start, rec.end))
             for start, end in _gaps(rec.start, rec.end, newer):
                 kept.append(_state_row(rec, mat_id, start, end, now))
             rows[rec.asset] = kept
@@ -749,18 +743,24 @@ class SqlCatalog(Catalog):
                 sa.select(t).where(t.c.asset == asset, t.c.pstart < end, t.c.pend > start)
             ).fetchall()
             conn.execute(sa.delete(t).where(t.c.asset == asset, t.c.pstart < end, t.c.pend > start))
-            keep = []
-            for row in rows:
-                base = dict(row._mapping)
-                if row.pstart < start:
-                    keep.append({**base, "pend": start})
-                if row.pend > end:
-                    keep.append({**base, "pstart": end})
+            keep = [piece for row in rows for piece in _cut(dict(row._mapping), start, end)]
             if keep:
                 conn.execute(sa.insert(t), keep)
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _cut(row: dict[str, Any], start: int, end: int) -> list[dict[str, Any]]:
+    """What is left of a state row once ``[start, end)`` is cut out of its range."""
+    if row["pend"] <= start or row["pstart"] >= end:
+        return [row]
+    pieces = []
+    if row["pstart"] < start:
+        pieces.append({**row, "pend": start})
+    if row["pend"] > end:
+        pieces.append({**row, "pstart": end})
+    return pieces
 
 
 def _transient(exc: BaseException) -> bool:

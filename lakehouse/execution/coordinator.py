@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..catalog import InputVersion, MaterializationRecord, StateRow
 from ..checks import checks_of
 from ..partitions import RangeSet, predicate
-from ..plan import UNIT, Plan, map_up
+from ..plan import UNIT, Plan, describe_ranges, map_up
 from .leases import Leases
 from .local import SerialExecutor, Task, ThreadExecutor, gate_new_tables, schedule
 from .observe import RunObserver
@@ -160,7 +160,7 @@ def run_plan(
             for d in graph.parents[task.asset]
             if d in current and all(d != i.version.asset for i in inputs)
         ) + reads.deps(task.asset, inputs)
-        text = spec.partitions.format_ranges(task.ranges) if spec.partitions is not None else None
+        text = describe_ranges(spec.partitions, task.ranges)
         known = current.get(task.asset)
         target = lake.table_ref(spec, known[0] if known else None)
         return Step(
@@ -194,7 +194,7 @@ def run_plan(
     def on_result(task: Task, res: StepResult) -> None:
         spec = graph.specs[task.asset]
         step = task_steps.get(id(task))
-        text = spec.partitions.format_ranges(task.ranges) if spec.partitions is not None else None
+        text = describe_ranges(spec.partitions, task.ranges)
         if res.extra.get("done_by_other_run"):  # written by a concurrent run while this one waited
             if res.seq is not None and (
                 task.asset not in current or res.seq >= current[task.asset][1]
@@ -278,7 +278,7 @@ def run_plan(
 
     def on_skip(task: Task, cause: str) -> None:
         spec = graph.specs[task.asset]
-        text = spec.partitions.format_ranges(task.ranges) if spec.partitions is not None else None
+        text = describe_ranges(spec.partitions, task.ranges)
         rows_out.append(
             {
                 "asset": task.asset,
