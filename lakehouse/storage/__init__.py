@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import SchemaError
+from ..errors import CommitConflictError, SchemaError, StorageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -93,6 +93,31 @@ class TableFormat(Protocol):
 
     def commits(self, ref: TableRef) -> list[dict[str, Any]]:
         """Every commit with its lakehouse provenance, oldest first."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text (its type name when it has none), for messages."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def maintenance_error(
+    exc: BaseException, ref: TableRef, what: str, *, table: str, conflict: bool, hint: str
+) -> Exception:
+    """The :class:`LakehouseError` for a failed maintenance operation on a table:
+    ``conflict`` when a concurrent writer won (retryable), else a storage error."""
+    if isinstance(exc, (StorageError, CommitConflictError)):
+        return exc  # type: ignore[return-value]
+    text = first_line(exc)
+    if conflict:
+        return CommitConflictError(
+            f"a concurrent writer committed first while {what} the table: {text}",
+            asset=ref.asset,
+            hint="retry when no materialization writes this asset",
+        )
+    return StorageError(
+        f"{what} {table} failed: {type(exc).__name__}: {text}", asset=ref.asset, hint=hint
+    )
 
 
 def get_format(name: str) -> TableFormat:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._plugins import require
 from ..errors import CommitConflictError, PartitionError, SchemaError, StorageError
-from . import PROVENANCE_PREFIX, WriteResult, check_schema, counted, schema_fingerprint
+from . import PROVENANCE_PREFIX, WriteResult, check_schema, counted, first_line, schema_fingerprint
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -268,7 +268,7 @@ def _qualify(predicate: str | None, alias: str, columns: list[str]) -> str | Non
 
 def _translate(exc: Exception, ref: TableRef, predicate: str | None) -> Exception:
     dl = _dl()
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = first_line(exc)
     if isinstance(exc, dl.exceptions.CommitFailedError) or "conflict" in text.lower():
         return CommitConflictError(
             f"a concurrent writer committed first: {text}",

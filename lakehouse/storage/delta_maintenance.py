@@ -25,8 +25,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CommitConflictError, StorageError
-from . import PROVENANCE_PREFIX, MaintenanceResult
+from ..errors import StorageError
+from . import PROVENANCE_PREFIX, MaintenanceResult, first_line, maintenance_error
 from .files import delete_files, delete_tree, list_files, move_tree, nested_tables, outside
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -399,19 +399,15 @@ class DeltaMaintenance:
 
 
 def _translate(exc: Exception, ref: TableRef, what: str) -> Exception:
-    if isinstance(exc, (StorageError, CommitConflictError)):
-        return exc
-    dl = _dl()
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, dl.exceptions.CommitFailedError) or "conflict" in text.lower():
-        return CommitConflictError(
-            f"a concurrent writer committed first while {what} the table: {text}",
-            asset=ref.asset,
-            hint="retry when no materialization writes this asset",
-        )
-    return StorageError(
-        f"{what} the Delta table at {ref.uri} failed: {type(exc).__name__}: {text}",
-        asset=ref.asset,
+    conflict = (
+        isinstance(exc, _dl().exceptions.CommitFailedError) or "conflict" in first_line(exc).lower()
+    )
+    return maintenance_error(
+        exc,
+        ref,
+        what,
+        table=f"the Delta table at {ref.uri}",
+        conflict=conflict,
         hint="check that the storage is reachable and writable",
     )
 

@@ -30,7 +30,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CommitConflictError, StorageError
-from . import PROVENANCE_PREFIX, Staged, WriteResult, check_schema, counted, schema_fingerprint
+from . import (
+    PROVENANCE_PREFIX,
+    Staged,
+    WriteResult,
+    check_schema,
+    counted,
+    first_line,
+    schema_fingerprint,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -94,7 +102,7 @@ def stage(
         )
     except Exception as exc:
         raise StorageError(
-            f"cannot write the stage of {ref.uri}: {type(exc).__name__}: {_first_line(exc)}",
+            f"cannot write the stage of {ref.uri}: {type(exc).__name__}: {first_line(exc)}",
             asset=ref.asset,
             hint="check that the storage is reachable and writable",
         ) from exc
@@ -173,7 +181,7 @@ def publish(fmt: Any, staged: Staged, provenance: Mapping[str, str]) -> WriteRes
     except (StorageError, CommitConflictError):
         raise
     except Exception as exc:
-        text = _first_line(exc)
+        text = first_line(exc)
         if isinstance(exc, dl.exceptions.CommitFailedError) or "conflict" in text.lower():
             raise CommitConflictError(
                 f"a concurrent writer committed first: {text}",
@@ -270,11 +278,6 @@ def clean_stages(fmt: Any, ref: TableRef, keep: Callable[[str], bool]) -> list[s
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _arrow_schema(dt: Any) -> pa.Schema:

@@ -32,8 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CommitConflictError, StorageError
-from . import PROVENANCE_PREFIX, MaintenanceResult
+from . import PROVENANCE_PREFIX, MaintenanceResult, maintenance_error
 from .files import delete_files, delete_tree, list_files, nested_tables, outside
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -471,18 +470,13 @@ class IcebergMaintenance:
 def _translate(exc: BaseException, ref: TableRef, what: str) -> Exception:
     from pyiceberg.exceptions import CommitFailedException
 
-    if isinstance(exc, (StorageError, CommitConflictError)):
-        return exc
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, CommitFailedException) or "validation" in type(exc).__name__.lower():
-        return CommitConflictError(
-            f"a concurrent writer committed first while {what} the table: {text}",
-            asset=ref.asset,
-            hint="retry when no materialization writes this asset",
-        )
-    return StorageError(
-        f"{what} the Iceberg table of {ref.uri} failed: {type(exc).__name__}: {text}",
-        asset=ref.asset,
+    conflict = isinstance(exc, CommitFailedException) or "validation" in type(exc).__name__.lower()
+    return maintenance_error(
+        exc,
+        ref,
+        what,
+        table=f"the Iceberg table of {ref.uri}",
+        conflict=conflict,
         hint="check that the storage and the Iceberg catalog are reachable",
     )
 
