@@ -39,6 +39,7 @@ from . import (
     first_line,
     schema_fingerprint,
 )
+from .uri import local_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -242,7 +243,7 @@ def discard(fmt: Any, staged: Staged) -> None:
     """Delete a stage that will not be published (a blocking check failed); a table
     folder that holds nothing else (its first write failed) goes too."""
     _delete_tree(staged.data.uri, staged.ref.storage_options)
-    local = _local(staged.ref.uri)
+    local = local_path(staged.ref.uri)
     if local is not None:
         import os
 
@@ -490,14 +491,6 @@ def _removes(dl: Any, dt: Any, where: Predicate | None, everything: bool) -> lis
 # ----------------------------------------------------------------------- object store
 
 
-def _local(uri: str) -> str | None:
-    if "://" not in uri:
-        return uri
-    if uri.startswith("file://"):
-        return uri[len("file://") :]
-    return None
-
-
 def _fsspec(uri: str, options: Mapping[str, str]) -> tuple[Any, str] | None:
     """An fsspec filesystem for an object-store URI (s3fs for S3), if installed."""
     try:
@@ -531,7 +524,7 @@ def _fs(uri: str, options: Mapping[str, str]) -> tuple[Any, str]:
     """A pyarrow filesystem and path for ``uri`` (fallback when fsspec is not installed)."""
     import pyarrow.fs as pafs
 
-    local = _local(uri)
+    local = local_path(uri)
     if local is not None:
         return pafs.LocalFileSystem(), local
     fs, path = pafs.FileSystem.from_uri(uri)
@@ -541,7 +534,7 @@ def _fs(uri: str, options: Mapping[str, str]) -> tuple[Any, str]:
 def _list_dirs(uri: str, options: Mapping[str, str]) -> list[str]:
     import os
 
-    local = _local(uri)
+    local = local_path(uri)
     if local is not None:
         try:
             return sorted(e.name for e in os.scandir(local) if e.is_dir())
@@ -569,7 +562,7 @@ def _delete_tree(uri: str, options: Mapping[str, str]) -> None:
     """Delete a folder and everything in it (best effort: it only holds garbage)."""
     import shutil
 
-    local = _local(uri)
+    local = local_path(uri)
     if local is not None:
         shutil.rmtree(local, ignore_errors=True)
         return

@@ -121,6 +121,15 @@ def scheme(uri: str) -> str:
     return uri.split("://", 1)[0].lower() if "://" in uri else "file"
 
 
+def local_path(uri: str) -> str | None:
+    """The path of a local-disk URI (a plain path or ``file://``), else ``None``."""
+    if "://" not in uri:
+        return uri
+    if uri.startswith("file://"):
+        return uri[len("file://") :]
+    return None
+
+
 def is_s3(uri: str) -> bool:
     return scheme(uri) in ("s3", "s3a")
 
