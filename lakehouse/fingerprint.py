@@ -151,25 +151,47 @@ def _hash(*parts: str) -> str:
 # ------------------------------------------------------------- process-wide caches
 
 
-class _IdentityCache(dict[int, "tuple[weakref.ref[Any], Any]"]):
-    """Values keyed by object identity; entries die with their key object."""
+class _Entry(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to a cached object that carries its cache key and value."""
+
+    __slots__ = ("key", "value")
+
+    def __new__(cls, obj: object, callback: Any, key: int, value: object) -> _Entry:
+        self = super().__new__(cls, obj, callback)
+        self.key = key
+        self.value = value
+        return self
+
+    def __init__(self, obj: object, callback: Any, key: int, value: object) -> None:
+        super().__init__(obj, callback)
+
+
+class _IdentityCache(dict[int, _Entry]):
+    """Values keyed by object identity; entries die with their key object.
+
+    One weak reference per entry holds the key and the value, with one shared callback,
+    so an entry costs a single tracked object.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def _drop(ref: _Entry, cache: _IdentityCache = self) -> None:
+            if cache.get(ref.key) is ref:
+                del cache[ref.key]
+
+        self._drop = _drop
 
     def lookup(self, obj: object) -> Any:
         entry = self.get(id(obj))
-        if entry is not None and entry[0]() is obj:
-            return entry[1]
+        if entry is not None and entry() is obj:
+            return entry.value
         return None
 
     def store(self, obj: object, value: object) -> None:
         key = id(obj)
-
-        def _drop(ref: weakref.ref[Any], key: int = key, cache: _IdentityCache = self) -> None:
-            entry = cache.get(key)
-            if entry is not None and entry[0] is ref:
-                del cache[key]
-
         with contextlib.suppress(TypeError):  # not weak-referenceable: do not cache
-            self[key] = (weakref.ref(obj, _drop), value)
+            self[key] = _Entry(obj, self._drop, key, value)
 
 
 @dataclass(frozen=True)
@@ -407,7 +429,7 @@ _MAX_BLOCK_ATTEMPTS = 12
 
 
 def _definition_from_block(
-    fn: types.FunctionType,
+    fn: types.FunctionType, lines: list[str]
 ) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
     """Parse just the lines of a ``def`` (fast for one function of a big file).
 
@@ -420,7 +442,6 @@ def _definition_from_block(
     code = fn.__code__
     if code.co_name == "<lambda>":
         return None
-    lines = linecache.getlines(code.co_filename, fn.__globals__)
     start = code.co_firstlineno - 1
     if not 0 <= start < len(lines):
         return None
@@ -458,12 +479,9 @@ def _definition_from_block(
 
 
 def _definition_from_file(
-    fn: types.FunctionType,
+    fn: types.FunctionType, lines: list[str]
 ) -> ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | None:
     code = fn.__code__
-    lines = linecache.getlines(code.co_filename, fn.__globals__)
-    if not lines:
-        return None
     index = _file_index(code.co_filename, lines)
     if index is None:
         return None
@@ -481,6 +499,14 @@ def _definition_from_file(
         if node.name == code.co_name and _ast_params(node.args) == params
     ]
     return found[0] if len(found) == 1 else None
+
+
+def _is_pseudo_file(filename: str) -> bool:
+    """A made-up file name (``<string>``, ``<stdin>``): ``linecache`` never reads such a
+    file from disk or through a module loader, so its lines are what is cached, if any."""
+    return (
+        filename.startswith("<") and filename.endswith(">") and not filename.startswith("<frozen")
+    )
 
 
 def _definition_from_inspect(
@@ -755,9 +781,15 @@ def _analyze_function(fn: types.FunctionType) -> _CodeInfo:
     code = fn.__code__
     refs = _global_refs(code)
     try:
-        definition = (
-            _definition_from_block(fn) or _definition_from_file(fn) or _definition_from_inspect(fn)
-        )
+        # The lines are read once; a function has no source when there are none under a
+        # made-up file name such as ``<string>`` (``exec``): ``inspect`` reads the same
+        # ``linecache`` entry, so asking it too would only repeat the failed lookup.
+        lines = linecache.getlines(code.co_filename, fn.__globals__)
+        definition = None
+        if lines:
+            definition = _definition_from_block(fn, lines) or _definition_from_file(fn, lines)
+        if definition is None and (lines or not _is_pseudo_file(code.co_filename)):
+            definition = _definition_from_inspect(fn)
         if definition is not None:
             decorators = [] if isinstance(definition, ast.Lambda) else definition.decorator_list
             return _CodeInfo(

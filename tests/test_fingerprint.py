@@ -674,6 +674,48 @@ def test_functions_without_source_get_stable_versions(lab: Lab) -> None:
         assert code_version(changed) != base, (old, new)
 
 
+def test_made_up_file_names_read_their_source_from_linecache_only(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``exec`` code under ``<name>``: its source is whatever ``linecache.getlines``
+    serves for that name (doctest patches it, IPython fills its cache), and without any
+    there is nothing for ``inspect`` to find, so it is not asked (it is slow)."""
+    import lakehouse.fingerprint as fingerprint
+
+    source = "def f(x):\n    return x + 1\n"
+    asked: list[object] = []
+    real_getsource = inspect.getsource
+
+    def counting_getsource(obj: object) -> str:
+        asked.append(obj)
+        return real_getsource(obj)
+
+    monkeypatch.setattr(fingerprint.inspect, "getsource", counting_getsource)
+    bare: dict[str, Any] = {}
+    exec(compile(source, "<fp-no-source>", "exec"), bare)
+    without_source = code_version(bare["f"])
+    assert asked == []
+    assert without_source == code_version(lab.fn(source, with_source=False))
+
+    served = {"<fp-served>": source, "<fp-served-2>": source.replace("1\n", "1  # one\n")}
+    real_getlines = linecache.getlines
+
+    def patched_getlines(filename: str, module_globals: Any = None) -> list[str]:
+        if filename in served:
+            return served[filename].splitlines(keepends=True)
+        return real_getlines(filename, module_globals)
+
+    monkeypatch.setattr(linecache, "getlines", patched_getlines)
+    found = []
+    for filename in served:
+        ns: dict[str, Any] = {}
+        exec(compile(served[filename], filename, "exec"), ns)
+        found.append(code_version(ns["f"]))
+    # read from source: the comment does not count, and it is the version from source
+    assert found[0] == found[1] == code_version(lab.fn(source))
+    assert found[0] != without_source
+
+
 def test_versions_are_stable_across_processes_and_hash_seeds(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
