@@ -39,42 +39,48 @@ class AssetGraph:
     def __init__(self, specs: Iterable[AssetSpec]) -> None:
         by_key: dict[str, AssetSpec] = {}
         for spec in specs:
-            other = by_key.get(spec.key)
+            key = spec.key
+            other = by_key.get(key)
             if other is not None and other is not spec:
                 raise DuplicateAssetError(
                     f"defined twice: at {other.defined_at} and at {spec.defined_at}",
-                    asset=spec.key,
+                    asset=key,
                     hint="rename one of them with name=... or namespace=...",
                 )
-            by_key[spec.key] = spec
-        by_name: dict[str, list[str]] = {}
-        for key, spec in by_key.items():
-            by_name.setdefault(spec.name, []).append(key)
+            by_key[key] = spec
+        by_name: dict[str, list[str]] = {}  # filled on the first reference that is not a key
 
-        self.parents: dict[str, tuple[str, ...]] = {}
-        self.inputs: dict[str, tuple[tuple[AssetInput, str], ...]] = {}
-        for key, spec in by_key.items():
-            resolved_inputs = []
-            parents: list[str] = []
-            for inp in spec.inputs:
-                up = self._resolve(inp.asset, spec, by_key, by_name)
-                resolved_inputs.append((inp, up))
-                if up not in parents:
-                    parents.append(up)
-            for dep in spec.deps:
-                up = self._resolve(dep, spec, by_key, by_name)
-                if up not in parents:
-                    parents.append(up)
-            self.parents[key] = tuple(parents)
-            self.inputs[key] = tuple(resolved_inputs)
-
+        # One pass resolves every upstream and counts in-degrees; a second (Kahn's
+        # algorithm, ready assets taken by name) orders them.
+        parents_of: dict[str, tuple[str, ...]] = {}
+        inputs_of: dict[str, tuple[tuple[AssetInput, str], ...]] = {}
         children: dict[str, list[str]] = {k: [] for k in by_key}
-        for key, ps in self.parents.items():
-            for p in ps:
-                children[p].append(key)
+        resolve = self._resolve
+        for key, spec in by_key.items():
+            parents: list[str] = []
+            if spec.inputs:
+                resolved_inputs = []
+                for inp in spec.inputs:
+                    ref = inp.asset
+                    up = ref if ref in by_key else resolve(ref, spec, by_key, by_name)
+                    resolved_inputs.append((inp, up))
+                    if up not in parents:
+                        parents.append(up)
+                inputs_of[key] = tuple(resolved_inputs)
+            else:
+                inputs_of[key] = ()
+            for ref in spec.deps:
+                up = ref if ref in by_key else resolve(ref, spec, by_key, by_name)
+                if up not in parents:
+                    parents.append(up)
+            parents_of[key] = tuple(parents)
+            for up in parents:
+                children[up].append(key)
+        self.parents: dict[str, tuple[str, ...]] = parents_of
+        self.inputs: dict[str, tuple[tuple[AssetInput, str], ...]] = inputs_of
         self.order: tuple[str, ...] = self._toposort(by_key, children)
         self.children: dict[str, tuple[str, ...]] = {
-            k: tuple(sorted(v)) for k, v in children.items()
+            k: tuple(sorted(v)) if len(v) > 1 else tuple(v) for k, v in children.items()
         }
         self.specs: dict[str, AssetSpec] = {k: by_key[k] for k in self.order}
         self._position = {k: i for i, k in enumerate(self.order)}
@@ -89,6 +95,9 @@ class AssetGraph:
             return ref
         if spec.namespace and f"{spec.namespace}/{ref}" in by_key:
             return f"{spec.namespace}/{ref}"
+        if not by_name:
+            for key, other in by_key.items():
+                by_name.setdefault(other.name, []).append(key)
         candidates = by_name.get(ref, [])
         if len(candidates) == 1:
             return candidates[0]
@@ -109,7 +118,8 @@ class AssetGraph:
     def _toposort(
         self, by_key: dict[str, AssetSpec], children: dict[str, list[str]]
     ) -> tuple[str, ...]:
-        indegree = {k: len(self.parents[k]) for k in by_key}
+        parents = self.parents
+        indegree = {k: len(ps) for k, ps in parents.items()}
         ready = [k for k, d in indegree.items() if d == 0]
         heapq.heapify(ready)
         order: list[str] = []
