@@ -170,13 +170,21 @@ def staleness(
     out: dict[str, list[tuple[RangeSet, str, str | None]]] = {}
     stale_union: dict[str, RangeSet] = {}
     seq_rows: dict[str, Sequence[StateRow]] = state
+    extra = extra or {}
+    specs = graph.specs
     for key in graph.order:
-        spec = graph.specs[key]
+        spec = specs[key]
         if spec.kind == "source":  # never materialized: its readers run inside dependants' steps
             stale_union[key] = EMPTY
             continue
         uni = universe(spec, now_dt)
         rows = state.get(key, ())
+        extra_here = extra.get(key, ())
+        if not rows and not any(reason in LEADING_REASONS for _, reason, _ in extra_here):
+            # never materialized: every partition has its first reason already
+            out[key] = [(uni, "never_materialized", None)] if uni else []
+            stale_union[key] = uni
+            continue
         entries: list[tuple[RangeSet, str, str | None]] = []
         assigned = EMPTY
         full = False  # every partition already has a reason: later checks cannot add any
@@ -185,14 +193,14 @@ def staleness(
             nonlocal assigned, full
             if full or not rs:
                 return
-            rs = (rs & uni) - assigned
+            rs = (rs if rs.ranges == uni.ranges else rs & uni) - assigned
             if rs:
                 entries.append((rs, reason, cause))
                 assigned = assigned | rs
                 full = assigned == uni
 
         # a failed blocking check is the most useful thing to say about a partition
-        for rs, reason, cause in (extra or {}).get(key, ()):
+        for rs, reason, cause in extra_here:
             if reason in LEADING_REASONS:
                 add(rs, reason, cause)
         materialized = RangeSet([(r.start, r.end) for r in rows]) if rows else EMPTY
@@ -219,7 +227,7 @@ def staleness(
                 if newer:
                     hit = map_down(graph, up, key, newer, now_dt) & RangeSet.of(r.start, r.end)
                     add(hit, "upstream_changed", up)
-        for rs, reason, cause in (extra or {}).get(key, ()):
+        for rs, reason, cause in extra_here:
             if reason not in LEADING_REASONS:
                 add(rs, reason, cause)
         for up in graph.parents[key]:
@@ -255,22 +263,24 @@ def build_plan(
     ``targets`` gives the requested partitions per selected asset (default: all).
     With ``force`` every requested partition runs (reason ``forced`` where not stale).
     """
-    stale = staleness(graph, state, code_versions, extra=extra, now=now)
+    now_dt = _now_dt(now if now is not None else time.time())
+    stale = staleness(graph, state, code_versions, extra=extra, now=now_dt)
     items: list[PlanItem] = []
+    specs = graph.specs
     for key in selected:
-        if graph.specs[key].kind == "source":
+        if specs[key].kind == "source":
             continue  # observed, never materialized
         target = targets.get(key)
-        if target is None:
-            target = universe(graph.specs[key], _now_dt(now if now is not None else time.time()))
         covered = EMPTY
         for rs, reason, cause in stale.get(key, ()):
-            hit = rs & target
+            # stale ranges lie within the asset's partitions: no target, no clipping
+            hit = rs if target is None else rs & target
             if hit:
                 items.append(PlanItem(key, hit, reason, cause))
-                covered = covered | hit
+                if force:
+                    covered = covered | hit
         if force:
-            rest = target - covered
+            rest = (target if target is not None else universe(specs[key], now_dt)) - covered
             if rest:
                 items.append(PlanItem(key, rest, "forced", None))
-    return Plan(items, graph.specs)
+    return Plan(items, specs)
