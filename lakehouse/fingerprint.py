@@ -921,7 +921,7 @@ class _Walker:
     """One fingerprinting pass: memoises nodes and values, cycle-safe (Tarjan SCCs)."""
 
     def __init__(self) -> None:
-        self._nodes: dict[tuple[int, bool], _Node] = {}
+        self._nodes: dict[int, _Node] = {}
         self._values: dict[int, tuple[str, list[_Node]] | None] = {}
         self._keep: list[object] = []  # keeps every id()-keyed object alive
         self._stack: list[_Node] = []
@@ -935,7 +935,9 @@ class _Walker:
             target = _unwrap(target.__func__)
         children: list[_Node] = []
         if isinstance(target, types.FunctionType):
-            children.append(self._node(target, top=True))
+            # Edges never lead back to a top node (they make helper nodes, top=False), so
+            # it is not memoised: it dies with this call instead of living for the batch.
+            children.append(_Node(target, top=True))
             text = "fn"
         else:
             text = self._describe(target, children, 0)
@@ -945,11 +947,12 @@ class _Walker:
 
     # nodes ------------------------------------------------------------------------
 
-    def _node(self, obj: object, top: bool = False) -> _Node:
-        key = (id(obj), top)
+    def _node(self, obj: object) -> _Node:
+        """The memoised node of a referenced user function or class."""
+        key = id(obj)
         node = self._nodes.get(key)
         if node is None:
-            node = self._nodes[key] = _Node(obj, top)
+            node = self._nodes[key] = _Node(obj, False)
             self._keep.append(obj)
         return node
 
