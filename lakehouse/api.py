@@ -588,19 +588,25 @@ class Lakehouse:
         *,
         zorder: str | Sequence[str] | None = None,
         partitions: Any = None,
+        relayout: bool = True,
         dry_run: bool = False,
     ) -> pl.DataFrame:
         """Compact small files into large ones, per partition; table content and staleness
         stay as they are (see the maintenance guide).
 
         Delta: ``optimize.compact`` (``z_order`` with ``zorder=``). Iceberg: the data files
-        of each partition are rewritten in one snapshot (sorted by ``zorder`` columns);
-        tiny hour/day partitions are regrouped by day/month through partition evolution.
+        of each partition are rewritten in one snapshot (sorted by ``zorder`` columns).
+        Tiny time partitions (less than 8 MB on average, whole table) are regrouped:
+        Iceberg evolves hour/day partitions to day/month; a Delta table Hive-partitioned by
+        a time-partitioned asset's column is rewritten without Hive partitions, rows
+        sorted by that column.
 
         Args:
             select: assets (default: every asset with a table, orphaned ones included).
             zorder: column(s) to cluster the rewritten files by.
             partitions: only these partitions (e.g. ``"2024-01-01..2024-01-31"``).
+            relayout: regroup tiny time partitions as above; ``False`` keeps every
+                table's partitioning and only compacts within partitions.
             dry_run: report what would be done, change nothing.
 
         Returns:
@@ -609,7 +615,9 @@ class Lakehouse:
         """
         from .maintenance import optimize
 
-        return optimize(self, select, zorder=zorder, partitions=partitions, dry_run=dry_run)
+        return optimize(
+            self, select, zorder=zorder, partitions=partitions, relayout=relayout, dry_run=dry_run
+        )
 
     def vacuum(
         self,

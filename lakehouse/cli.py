@@ -580,6 +580,7 @@ def cmd_optimize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _selection(args),
         zorder=args.zorder or None,
         partitions=args.partitions,
+        relayout=not args.no_relayout,
         dry_run=args.dry_run,
     )
     if args.json:
@@ -766,6 +767,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--zorder", action="append", metavar="COL", help="cluster rewritten files by column(s)"
+    )
+    p.add_argument(
+        "--no-relayout",
+        action="store_true",
+        help="keep each table's partitioning (no regrouping of tiny time partitions)",
     )
     p.set_defaults(func=cmd_optimize)
     p = sub.add_parser(

@@ -237,6 +237,7 @@ def optimize(
     *,
     zorder: str | Sequence[str] | None = None,
     partitions: Any = None,
+    relayout: bool = True,
     dry_run: bool = False,
 ) -> pl.DataFrame:
     """See :meth:`lakehouse.Lakehouse.optimize`."""
@@ -271,7 +272,12 @@ def optimize(
                 )
         where = _partition_where(lake, key, partitions)
         res = get_maintenance(ref.format).compact(
-            ref, where=where, zorder=cols, dry_run=dry_run, properties={"maintenance": "optimize"}
+            ref,
+            where=where,
+            zorder=cols,
+            dry_run=dry_run,
+            properties={"maintenance": "optimize"},
+            coarsen=relayout and (ref.format != "delta" or _time_partitioned(lake, key)),
         )
         if dry_run:
             action = "would compact" if res.files_after < res.files_before else "nothing to do"
@@ -291,6 +297,20 @@ def optimize(
             }
         )
     return _frame(rows, OPTIMIZE_SCHEMA)
+
+
+def _time_partitioned(lake: Lakehouse, key: str) -> bool:
+    """Whether ``key`` is a defined asset with time-window partitions in one column: the
+    only case where a Delta table may lose its Hive partitioning to ``optimize()``
+    (later partition writes become predicate overwrites on that column)."""
+    from .partitions import TimeWindowPartitions
+
+    spec = lake.graph.specs.get(key)
+    return (
+        spec is not None
+        and isinstance(spec.partitions, TimeWindowPartitions)
+        and len(spec.partition_column) == 1
+    )
 
 
 def _partition_where(lake: Lakehouse, key: str, partitions: Any) -> Any:

@@ -31,6 +31,15 @@ def _files(lake: Any, key: str) -> int:
     return len(get_maintenance(ref.format).live_files(ref))
 
 
+def _delta(lake: Any, key: str, version: int | None = None) -> Any:
+    from deltalake import DeltaTable
+
+    from lakehouse.maintenance import table_ref
+
+    ref = table_ref(lake, key)
+    return DeltaTable(ref.uri, version=version, storage_options=dict(ref.storage_options) or None)
+
+
 def appended(fmt: str) -> list[Any]:
     """A daily asset appended to several times per partition (many small files) and a
     downstream aggregate."""
@@ -136,11 +145,276 @@ def test_optimize_zorder_and_partitions_on_delta(tmp_path: Path) -> None:
     out = lake.optimize("events", partitions="2024-01-01..2024-01-02")
     assert out["action"].to_list() == ["compacted"]
     assert _files(lake, "events") == 2 + 3 * (DAYS - 2)
-    out = lake.optimize("events", zorder="n")
+    out = lake.optimize("events", zorder="n", relayout=False)
     assert out["action"].to_list() == ["compacted"] and _files(lake, "events") == DAYS
+    assert _delta(lake, "events").metadata().partition_columns == ["day"]
+    # with relayout (the default) the tiny days lose their folders: one file, sorted by
+    # the partition column first, then by the zorder column
+    before = _sorted(lake.read("events"))
+    out = lake.optimize("events", zorder="n")
+    assert out["action"].to_list() == ["compacted"] and _files(lake, "events") == 1
+    assert _delta(lake, "events").metadata().partition_columns == []
+    raw = _delta(lake, "events").to_pyarrow_table()
+    assert raw.select(["day", "n"]).equals(
+        raw.select(["day", "n"]).sort_by([("day", "ascending"), ("n", "ascending")])
+    )
+    assert _sorted(lake.read("events")).equals(before)
     with pytest.raises(ConfigError, match=r"'events'.*zorder column 'nope'"):
         lake.optimize("events", zorder=["nope"])
     assert lake.plan().height == 0
+
+
+# --------------------------------------------------- Delta relayout of tiny partitions
+
+RELAY_DAYS = 12
+
+
+def daily_delta(bad: list[bool], *, checked: bool = False, rows: int = 40) -> list[Any]:
+    """A daily Delta asset written one day per run (365-partition benchmark in small), a
+    dependant, and a switch that makes the asset return a row of the wrong day."""
+    import datetime as dt
+
+    import polars as pl
+
+    import lakehouse as lh
+
+    checks = [lh.expect(pl.col("n") >= 0)] if checked else []
+
+    @lh.asset(
+        partitions=lh.daily(start="2024-01-01", end=f"2024-01-{RELAY_DAYS + 1:02d}"),
+        partition_column="day",
+        code_version="1",
+        format="delta",
+        checks=checks,
+    )
+    def days(ctx: lh.Context) -> pl.DataFrame:
+        first, end = ctx.partition.start.date(), ctx.partition.end.date()
+        out = pl.concat(
+            pl.DataFrame({"day": [d] * rows, "n": list(range(rows)), "who": [f"c-{d.day}"] * rows})
+            for d in (first + dt.timedelta(days=i) for i in range((end - first).days))
+        )
+        if bad[0]:  # one row of the next day: outside the partitions being written
+            out = pl.concat([out, out.head(1).with_columns(day=pl.lit(end))])
+        return out
+
+    @lh.asset(code_version="1", format="delta")
+    def counts(days: pl.LazyFrame) -> pl.LazyFrame:
+        return days.group_by("day").agg(pl.len().alias("rows")).sort("day")
+
+    return [days, counts]
+
+
+def _lake_on(
+    storage: str, tmp_path: Path, request: pytest.FixtureRequest, assets: list[Any]
+) -> Any:
+    import uuid
+
+    import lakehouse as lh
+
+    if storage == "s3":
+        bucket = request.getfixturevalue("s3_bucket")
+        return lh.Lakehouse(
+            f"{bucket.uri}/relay-{uuid.uuid4().hex[:8]}",
+            assets=assets,
+            storage_options=dict(bucket.storage_options),
+            local_dir=str(tmp_path / "state"),
+        )
+    return lh.Lakehouse(str(tmp_path / "wh"), assets=assets)
+
+
+def _file_stats(lake: Any, key: str) -> list[dict[str, Any]]:
+    import pyarrow as pa
+
+    return pa.table(_delta(lake, key).get_add_actions(flatten=True)).to_pylist()
+
+
+@pytest.mark.parametrize("storage", ["local", pytest.param("s3", marks=pytest.mark.s3)])
+def test_optimize_relays_out_a_delta_table_of_tiny_daily_partitions(
+    tmp_path: Path, request: pytest.FixtureRequest, storage: str
+) -> None:
+    import polars as pl
+
+    from lakehouse.errors import MaterializeError
+
+    bad = [False]
+    lake = _lake_on(storage, tmp_path, request, daily_delta(bad))
+    for i in range(1, RELAY_DAYS + 1):
+        lake.materialize("days", partitions=f"2024-01-{i:02d}")
+    lake.materialize()
+    old = int(lake.table("days").version)
+    before = _sorted(lake.read("days"))
+    schema_before = _delta(lake, "days").schema().to_json()
+    assert _files(lake, "days") == RELAY_DAYS
+    assert _delta(lake, "days").metadata().partition_columns == ["day"]
+    plan, state = lake.plan(), _state(lake, "days")
+    history = lake.history("days")
+    provenance = lake.provenance("days").drop("version")
+    lake.pin("days", old, reason="the Hive-partitioned layout")
+
+    dry = lake.optimize("days", dry_run=True).row(0, named=True)
+    assert dry["action"] == "would compact" and dry["files_after"] == 1
+    assert "Hive partitioning by day removed" in dry["detail"]
+    assert int(lake.table("days").version) == old and _files(lake, "days") == RELAY_DAYS
+
+    row = lake.optimize("days").row(0, named=True)
+    assert row["action"] == "compacted" and "rows sorted by day" in row["detail"]
+    assert (
+        (row["files_before"], row["files_after"])
+        == (RELAY_DAYS, 1)
+        == (
+            RELAY_DAYS,
+            _files(lake, "days"),
+        )
+    )
+    dt = _delta(lake, "days")
+    assert dt.metadata().partition_columns == [] and dt.schema().to_json() == schema_before
+    raw = dt.to_pyarrow_table()
+    assert raw.column("day").to_pylist() == sorted(raw.column("day").to_pylist())
+    (stats,) = _file_stats(lake, "days")
+    assert (str(stats["min.day"]), str(stats["max.day"])) == (
+        "2024-01-01",
+        f"2024-01-{RELAY_DAYS:02d}",
+    )
+    # same rows, same plan, same sequence numbers, same history and provenance
+    assert _sorted(lake.read("days")).equals(before)
+    assert lake.plan().equals(plan)
+    assert [r[:3] for r in _state(lake, "days")] == [r[:3] for r in state]
+    assert lake.history("days").equals(history)
+    after = lake.provenance("days").drop("version")
+    assert _sorted(after).equals(_sorted(provenance))
+    # time travel to the Hive-partitioned versions, also after a vacuum (pinned)
+    assert _sorted(lake.read("days", version=old)).equals(before)
+    lake.vacuum(retain="0s")
+    assert _sorted(lake.read("days", version=old)).equals(before)
+    assert _sorted(lake.read("days")).equals(before)
+
+    # later single-day writes: a predicate overwrite on an ordinary column
+    lake.materialize("days", partitions="2024-01-03", force=True)
+    lake.materialize()
+    assert lake.plan().height == 0
+    got = lake.read("days")
+    assert got.height == before.height
+    assert lake.read("counts")["rows"].to_list() == [40] * RELAY_DAYS
+    assert _delta(lake, "days").metadata().partition_columns == []
+    # rows outside the partition are still refused before anything is committed
+    version = lake.table("days").version
+    bad[0] = True
+    with pytest.raises(MaterializeError) as info:
+        lake.materialize("days", partitions="2024-01-04", force=True, raise_on_error=True)
+    assert "2024-01-05" in str(info.value) and "outside" in str(info.value)
+    assert lake.table("days").version == version
+    assert _sorted(lake.read("days")).equals(_sorted(got))
+    bad[0] = False
+    # erasure on the re-laid table
+    out = lake.erase("days", where=pl.col("who") == "c-7", reason="test")
+    assert dict(zip(out["asset"], out["action"], strict=True))["days"] == "deleted"
+    assert lake.read("days").filter(pl.col("who") == "c-7").height == 0
+    assert lake.read("days").height == before.height - 40
+    # a second optimize finds nothing to re-lay out
+    assert lake.optimize("days")["detail"].to_list() != [row["detail"]]
+
+
+def test_relaid_table_takes_audited_writes(tmp_path: Path) -> None:
+    """An asset with checks writes through a stage (write-audit-publish): partitioned
+    like the asset, it is published through the writer into the re-laid table."""
+    from lakehouse.errors import MaterializeError
+
+    bad = [False]
+    lake = _lake_on("local", tmp_path, None, daily_delta(bad, checked=True))  # type: ignore[arg-type]
+    for i in range(1, RELAY_DAYS + 1):
+        lake.materialize("days", partitions=f"2024-01-{i:02d}")
+    before = _sorted(lake.read("days"))
+    assert lake.optimize("days")["files_after"].to_list() == [1]
+    assert _delta(lake, "days").metadata().partition_columns == []
+    lake.materialize("days", partitions="2024-01-02..2024-01-03", force=True)
+    assert _sorted(lake.read("days")).equals(before)
+    assert _delta(lake, "days").metadata().partition_columns == []
+    version = lake.table("days").version
+    bad[0] = True
+    with pytest.raises(MaterializeError, match="outside"):
+        lake.materialize("days", partitions="2024-01-06", force=True, raise_on_error=True)
+    assert lake.table("days").version == version
+    assert _sorted(lake.read("days")).equals(before)
+
+
+def test_relayout_streams_large_tables_into_files_with_exact_statistics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    from lakehouse.maintenance import table_ref
+    from lakehouse.storage import delta_maintenance
+
+    lake = _lake_on("local", tmp_path, None, daily_delta([False], rows=20_000))  # type: ignore[arg-type]
+    for i in range(1, RELAY_DAYS + 1):
+        lake.materialize("days", partitions=f"2024-01-{i:02d}")
+    before, plan = _sorted(lake.read("days")), lake.plan()
+    # files of a few days: the table no longer fits in one, so it is streamed
+    total = sum(f["size_bytes"] for f in _file_stats(lake, "days"))
+    monkeypatch.setattr(delta_maintenance, "TARGET_SIZE", total // 4)
+    row = lake.optimize("days").row(0, named=True)
+    assert row["action"] == "compacted" and 1 < row["files_after"] < RELAY_DAYS
+    assert _delta(lake, "days").metadata().partition_columns == []
+    assert _sorted(lake.read("days")).equals(before)
+    root = table_ref(lake, "days").uri
+    for f in _file_stats(lake, "days"):
+        days = pq.read_table(f"{root}/{f['path']}").column("day").to_pylist()
+        assert (f["min.day"], f["max.day"]) == (min(days), max(days))
+        assert f["num_records"] == len(days)
+    assert lake.plan().equals(plan)
+
+
+def test_relayout_can_be_turned_off_and_leaves_other_tables_alone(tmp_path: Path) -> None:
+    import polars as pl
+
+    import lakehouse as lh
+
+    @lh.asset(partitions=lh.static(["a", "b", "c"]), partition_column="k", code_version="1")
+    def keyed(ctx: lh.Context) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"k": list(ctx.partition.keys) * 3, "x": [1, 2, 3] * len(ctx.partition.keys)}
+        )
+
+    lake = lh.Lakehouse(str(tmp_path / "wh"), assets=[*daily_delta([False]), keyed])
+    for i in range(1, RELAY_DAYS + 1):
+        lake.materialize("days", partitions=f"2024-01-{i:02d}")
+    lake.materialize()
+    out = lake.optimize(relayout=False)
+    assert set(out["action"]) == {"nothing to do"}
+    assert _delta(lake, "days").metadata().partition_columns == ["day"]
+    assert _files(lake, "days") == RELAY_DAYS
+    # static partitions are not a time-partition column: kept as they are
+    out = lake.optimize()
+    actions = dict(zip(out["asset"], out["action"], strict=True))
+    assert actions == {"days": "compacted", "counts": "nothing to do", "keyed": "nothing to do"}
+    assert _delta(lake, "keyed").metadata().partition_columns == ["k"]
+    assert _delta(lake, "days").metadata().partition_columns == []
+
+
+def test_relayout_never_rebases_over_a_concurrent_write(tmp_path: Path) -> None:
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    from lakehouse.errors import CommitConflictError
+    from lakehouse.maintenance import table_ref
+    from lakehouse.storage.delta_maintenance import DeltaMaintenance
+
+    lake = _lake_on("local", tmp_path, None, daily_delta([False]))  # type: ignore[arg-type]
+    for i in range(1, RELAY_DAYS + 1):
+        lake.materialize("days", partitions=f"2024-01-{i:02d}")
+    ref = table_ref(lake, "days")
+    m = DeltaMaintenance()
+    stale = DeltaTable(ref.uri)  # what optimize() read ...
+    files = m.live_files(ref)
+    extra = pa.table(
+        {"day": pa.array([pa.scalar(19725, pa.date32()).as_py()]), "n": [99], "who": ["late"]}
+    )
+    write_deltalake(DeltaTable(ref.uri), extra, mode="append")  # ... a writer commits
+    with pytest.raises(CommitConflictError, match="'days'"):
+        m._relayout(ref, stale, files, "day", None, False, {"maintenance": "optimize"})
+    now = DeltaTable(ref.uri)
+    assert now.metadata().partition_columns == ["day"]
+    assert now.to_pyarrow_table().num_rows == 40 * RELAY_DAYS + 1
 
 
 # ----------------------------------------------------------------------------- vacuum
@@ -448,6 +722,37 @@ def _cli(*argv: str, stdin: str = "") -> tuple[int, str, str]:
     finally:
         sys.stdin = old
     return code, out.getvalue(), err.getvalue()
+
+
+DAILY_PROJECT = """
+import polars as pl
+import lakehouse as lh
+
+@lh.asset(partitions=lh.daily(start="2024-01-01", end="2024-01-05"), partition_column="day",
+          code_version="1")
+def days(ctx: lh.Context) -> pl.DataFrame:
+    return pl.DataFrame({"day": [ctx.partition.start.date()], "x": [1]})
+"""
+
+
+def test_cli_optimize_relayout_and_no_relayout(tmp_path: Path) -> None:
+    project = tmp_path / "daily.py"
+    project.write_text(DAILY_PROJECT)
+    wh = str(tmp_path / "wh")
+    for day in ("2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"):
+        assert _cli("materialize", "-p", str(project), "-w", wh, "--partitions", day)[0] == 0
+    code, out, _ = _cli("optimize", "-p", str(project), "-w", wh, "--dry-run", "--json")
+    (row,) = json.loads(out)["assets"]
+    assert code == 0 and row["action"] == "would compact" and row["files_after"] == 1
+    assert "Hive partitioning by day removed" in row["detail"]
+    code, out, _ = _cli("optimize", "-p", str(project), "-w", wh, "--no-relayout", "--json")
+    (row,) = json.loads(out)["assets"]
+    assert code == 0 and row["action"] == "nothing to do" and row["files_after"] == 4
+    assert sorted(p.name for p in (tmp_path / "wh" / "days").glob("day=*")) == [
+        f"day=2024-01-0{i}" for i in range(1, 5)
+    ]
+    code, out, _ = _cli("optimize", "-p", str(project), "-w", wh)
+    assert code == 0 and "compacted" in out and "Hive partitioning by day removed" in out
 
 
 def test_cli_optimize_vacuum_and_drop(tmp_path: Path) -> None:

@@ -120,7 +120,9 @@ class DeltaFormat:
                     dt if dt is not None else ref.uri,
                     payload,
                     mode=kind,
-                    partition_by=partition_by or None,
+                    # an existing table keeps its own layout (None): optimize() may have
+                    # removed the Hive partitioning, and a different list is an error
+                    partition_by=(partition_by or None) if dt is None else None,
                     # the predicate also when creating: if another writer creates the table
                     # first, this stays an exact partition overwrite (or conflicts), never a
                     # full overwrite of what the other one wrote

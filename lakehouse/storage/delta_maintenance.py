@@ -2,6 +2,11 @@
 
 * **compact**: ``DeltaTable.optimize.compact`` (or ``z_order``) per partition filter; the
   commit moves data between files without changing it (``dataChange: false``).
+* **relayout** (``compact`` with ``coarsen``): a table Hive-partitioned by one column whose
+  partitions average less than :data:`SMALL_PARTITION_BYTES` is rewritten without Hive
+  partitions, rows sorted by that column (file statistics keep data skipping exact), in
+  ONE commit that fails rather than rebase over a concurrent one. A Delta partition is a
+  folder, so this is the only way below one file per partition.
 * **vacuum**: ``DeltaTable.vacuum`` with ``keep_versions`` for the versions the catalog
   still needs (pins, partition state, the current version).
 * **delete_where**: rows are matched with a callable on Arrow data (any predicate the
@@ -37,6 +42,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: delta-rs' default target size of optimized files.
 TARGET_SIZE = 100 * 1024 * 1024
+#: Hive partitions whose data averages less than this are merged by ``compact(coarsen=True)``
+#: (the same threshold as Iceberg's partition coarsening).
+SMALL_PARTITION_BYTES = 8 * 1024 * 1024
 _LOG_FILE = re.compile(r"^(\d{20})\.(json|crc|checkpoint\.parquet|checkpoint\.\d+\.\d+\.parquet)$")
 
 
@@ -164,12 +172,19 @@ class DeltaMaintenance:
         properties: Mapping[str, str],
         coarsen: bool = True,
     ) -> MaintenanceResult:
-        """Bin-pack small files per partition (``coarsen`` has no effect: Delta partitions
-        are folders, a file never spans two of them)."""
+        """Bin-pack small files per partition.
+
+        With ``coarsen`` (the caller has checked that the table's partition column is the
+        asset's time-partition column) and no ``where``, a table Hive-partitioned by one
+        column whose partitions average less than :data:`SMALL_PARTITION_BYTES` is re-laid
+        out instead: see :meth:`_relayout`.
+        """
         dt = self._require(ref)
         before = str(dt.version())
         part_cols = list(dt.metadata().partition_columns)
         files = self.live_files(ref)
+        if coarsen and where is None and _small_partitions(files, part_cols):
+            return self._relayout(ref, dt, files, part_cols[0], zorder, dry_run, properties)
         filters = _partition_filters(where, part_cols)
         in_scope = [f for f in files if _selected(f["partition"], where, part_cols)]
         estimate = _estimate(in_scope, part_cols, zorder is not None)
@@ -200,6 +215,96 @@ class DeltaMaintenance:
         return MaintenanceResult(
             before, after if after != before else None, len(files), len(self.live_files(ref))
         )
+
+    def _relayout(
+        self,
+        ref: TableRef,
+        dt: Any,
+        files: list[dict[str, Any]],
+        column: str,
+        zorder: list[str] | None,
+        dry_run: bool,
+        properties: Mapping[str, str],
+    ) -> MaintenanceResult:
+        """Rewrite a table of tiny Hive partitions without Hive partitioning, in one commit.
+
+        The rows go out partition by partition in the order of the partition value (sorted
+        by ``zorder`` within a partition). A table that fits in one file
+        (:data:`TARGET_SIZE`) is written as one in-memory chunk, which delta-rs keeps in
+        order: one file sorted by ``column``. A larger one is streamed (memory holds one
+        partition); delta-rs then writes with several threads, so each file holds a narrow
+        range of ``column`` but neighbouring files' ranges may overlap a little. Either
+        way the files' min/max statistics are exact, so predicate pushdown and data
+        skipping stay correct.
+
+        Schema, table properties and rows stay as they are; older versions keep reading
+        their own files. Later writes of single partitions become predicate overwrites on
+        an ordinary column (delta-rs still rejects rows outside the predicate). The commit
+        is never rebased: a writer that committed meanwhile makes it fail
+        (``CommitConflictError``), and a writer that read the old layout fails on the
+        changed metadata instead of committing files partitioned the old way.
+        """
+        import pyarrow as pa
+
+        dl = _dl()
+        before = str(dt.version())
+        parts: dict[Any, list[str]] = {}
+        for f in files:
+            parts.setdefault(_sort_key(f["partition"].get(column)), []).append(f["path"])
+        total = sum(int(f["size"]) for f in files)
+        note = (
+            f"Hive partitioning by {column} removed ({len(parts)} partitions of "
+            f"{total / len(parts) / 1024:.0f} KB on average); rows sorted by {column}"
+        )
+        if dry_run:
+            estimate = max(1, math.ceil(total / TARGET_SIZE))
+            return MaintenanceResult(before, None, len(files), estimate, detail=note)
+        ds = dt.to_pyarrow_dataset()
+        schema = ds.schema
+        fragments = {urllib.parse.unquote(frag.path): frag for frag in ds.get_fragments()}
+
+        def partition(key: Any) -> pa.Table:
+            tables = []
+            for path in parts[key]:
+                frag = fragments.get(path) or next(
+                    (v for k, v in fragments.items() if k.endswith("/" + path)), None
+                )
+                if frag is None:
+                    raise StorageError(
+                        f"the data file {path} of {ref.uri} is not in the table's dataset",
+                        asset=ref.asset,
+                        hint="rerun optimize(); if it persists, use relayout=False",
+                    )
+                tables.append(frag.to_table(schema=schema))
+            data = pa.concat_tables(tables)
+            return data.sort_by([(c, "ascending") for c in zorder]) if zorder else data
+
+        keys = sorted(parts)
+        payload: Any
+        if total <= TARGET_SIZE:  # one chunk: delta-rs writes it in order
+            payload = pa.concat_tables([partition(k) for k in keys]).combine_chunks()
+        else:
+            payload = pa.RecordBatchReader.from_batches(
+                schema, (b for k in keys for b in partition(k).to_batches())
+            )
+        props = dl.CommitProperties(
+            custom_metadata={PROVENANCE_PREFIX + k: str(v) for k, v in properties.items()},
+            max_commit_retries=0,
+        )
+        try:
+            dl.write_deltalake(
+                dt,
+                payload,
+                mode="overwrite",
+                schema_mode="overwrite",
+                partition_by=[],
+                target_file_size=TARGET_SIZE,
+                commit_properties=props,
+            )
+        except Exception as exc:
+            raise _translate(exc, ref, "re-laying out") from exc
+        after = str(self._require(ref).version())
+        return MaintenanceResult(before, after, len(files), len(self.live_files(ref)), detail=note)
 
     # -- vacuum -------------------------------------------------------------------------
 
@@ -455,6 +560,21 @@ def _selected(partition: Mapping[str, Any], where: Predicate | None, part_cols: 
         if ok:
             return True
     return False
+
+
+def _small_partitions(files: list[dict[str, Any]], part_cols: list[str]) -> bool:
+    """Whether a table Hive-partitioned by ONE column has at least two partitions and
+    they average less than :data:`SMALL_PARTITION_BYTES`."""
+    if len(part_cols) != 1 or not files:
+        return False
+    parts = {_text(f["partition"].get(part_cols[0])) for f in files}
+    total = sum(int(f["size"]) for f in files)
+    return len(parts) >= 2 and total / len(parts) < SMALL_PARTITION_BYTES
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """Partition values in their natural order (typed: dates, numbers), nulls last."""
+    return (1, "") if value is None else (0, value)
 
 
 def _estimate(files: list[dict[str, Any]], part_cols: list[str], rewrite_all: bool) -> int:

@@ -231,6 +231,8 @@ def _commit(dl: Any, dt: Any, sdt: Any, adds: list[Any], staged: Staged, props: 
             dt = dl.DeltaTable(
                 staged.ref.uri, storage_options=dict(staged.ref.storage_options) or None
             )
+            if list(dt.metadata().partition_columns) != list(tok["partition_by"]):
+                raise  # optimize() changed the layout meanwhile: a conflict, retried as one
             now = _removes(dl, dt, tok["where"], False)
             if sorted(r.path for r in now) != sorted(r.path for r in removes):
                 raise
