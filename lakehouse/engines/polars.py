@@ -58,17 +58,49 @@ def predicate_expr(pred: Predicate, schema: Mapping[str, Any] | None = None) -> 
     return out
 
 
-def rows_outside(table: pa.Table, pred: Predicate, columns: Sequence[str]) -> tuple[int, int, Any]:
-    """``(rows outside pred, rows with a null partition value, first offending value)``."""
-    df = pl.from_arrow(table)
+def rows_outside(
+    data: pa.Table | pl.DataFrame, pred: Predicate, columns: Sequence[str]
+) -> tuple[int, int, Any]:
+    """``(rows outside pred, rows with a null partition value, first offending value)``.
+
+    One pass over the partition columns answers the usual case, where every row is
+    inside: for a predicate that is one box of ranges (a contiguous run of time
+    partitions) it is the minimum and maximum of each column, compared with the bounds;
+    otherwise the number of rows failing the predicate. Only when some row is outside
+    are the offending rows looked up, to name the first one.
+    """
+    df = data if isinstance(data, pl.DataFrame) else pl.from_arrow(data)
     assert isinstance(df, pl.DataFrame)
-    nulls = int(df.select(pl.any_horizontal(pl.col(c).is_null() for c in columns).sum()).item())
-    bad = df.filter(~predicate_expr(pred, df.schema))
+    if not df.height:
+        return 0, 0, None
+    schema = df.schema
+    nulls_expr = pl.any_horizontal(pl.col(c).is_null() for c in columns).sum().alias("nulls")
+    if not pred:  # matches nothing: every row is outside
+        nulls = df.select(nulls_expr).item()
+        bad = df
+    else:
+        box = pred[0] if len(pred) == 1 and all(hasattr(c, "start") for c in pred[0]) else None
+        if box is not None:  # an AND of ranges: inside iff each column's min and max are
+            inside = pl.all_horizontal(
+                (pl.col(c.column).min() >= _literal(c.start, schema.get(c.column)))
+                & (pl.col(c.column).max() < _literal(c.end, schema.get(c.column)))
+                for c in box
+            ).alias("inside")
+            nulls, all_inside = df.select(nulls_expr, inside).row(0)
+            # (unknown only when a column holds nulls alone: no row is known outside)
+            if all_inside is not False:
+                return 0, int(nulls), None
+        else:
+            outside = (~predicate_expr(pred, schema)).sum()
+            nulls, count = df.select(nulls_expr, outside.alias("outside")).row(0)
+            if not count:
+                return 0, int(nulls), None
+        bad = df.filter(~predicate_expr(pred, schema))
     first = None
     if bad.height:
         row = bad.row(0, named=True)
         first = row[columns[0]] if len(columns) == 1 else {c: row[c] for c in columns}
-    return bad.height, nulls, first
+    return bad.height, int(nulls), first
 
 
 def scan(source: InputSource) -> pl.LazyFrame:
