@@ -330,3 +330,26 @@ def test_duckdb_utc_timestamps_rewrite_under_the_strict_schema(tmp_path: Path) -
     lake.materialize()
     assert lake.materialize(force=True).ok  # Etc/UTC from DuckDB equals the stored UTC
     assert lake.read("stamped")["n"].to_list() == [1]
+
+
+def test_delta_writes_report_the_bytes_of_their_own_files(tmp_path: Path) -> None:
+    """The bytes a Delta write reports are exactly the sizes of the files its commit added,
+    for a new table, an overwrite and an append (read from the commit on local disk)."""
+    import pyarrow as pa
+
+    from lakehouse.assets import TableRef, WriteMode
+    from lakehouse.storage.delta import DeltaFormat
+
+    fmt = DeltaFormat()
+    uri = str(tmp_path / "t")
+    seen: set[str] = set()
+    for i, kind in enumerate(["overwrite", "overwrite", "append"]):
+        ref = TableRef("t", "delta", uri, version=None if i == 0 else str(i - 1))
+        data = pa.table({"k": list(range(100 * (i + 1))), "v": [float(i)] * (100 * (i + 1))})
+        res = fmt.write(ref, data, mode=WriteMode(kind), predicate=None, partition_by=[],
+                        schema_mode="strict", provenance={"step_id": f"s{i}"})
+        assert res.seq == i
+        files = {p.name: p.stat().st_size for p in Path(uri).glob("*.parquet")}
+        new = {n: size for n, size in files.items() if n not in seen}
+        seen |= set(files)
+        assert len(new) >= 1 and res.bytes == sum(new.values())

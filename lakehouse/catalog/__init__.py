@@ -80,8 +80,20 @@ class Catalog(ABC):
         """Current partition state per asset (rows sorted by start)."""
 
     @abstractmethod
-    def begin_run(self, run_id: str, started_at: float, info: Mapping[str, Any]) -> None:
-        """Record that a run started (one transaction)."""
+    def begin_run(
+        self,
+        run_id: str,
+        started_at: float,
+        info: Mapping[str, Any],
+        *,
+        leases: Sequence[tuple[str, int, int]] = (),
+        ttl: float = 60.0,
+    ) -> Mapping[tuple[str, int, int], tuple[str | None, list[StateRow], list[dict[str, Any]]]]:
+        """Record that a run started and lease the ``(asset, start, end)`` ranges it will
+        compute (one transaction). Returns per range ``(holder, state rows, committed
+        markers)``: ``holder`` is ``None`` when the lease was taken, else the live run
+        computing an overlapping range; the state rows and markers are what other runs
+        wrote over the range (see ``execution.leases``)."""
 
     @abstractmethod
     def finish_run(

@@ -190,34 +190,90 @@ def _load_inputs(text: str | None) -> tuple[InputVersion, ...]:
     return tuple(InputVersion(a, v, int(s)) for a, v, s in json.loads(text))
 
 
-def _take_lease(
-    conn: Connection, run_id: str, asset: str, start: int, end: int, ttl: float
-) -> tuple[str | None, list[dict[str, Any]]]:
-    """Inside a transaction: lease ``[start, end)`` of ``asset`` to ``run_id`` unless a live
-    run is computing an overlapping range. Returns ``(holder, committed markers)``:
-    ``holder`` is ``None`` when the lease was taken; the markers are other runs' live
-    "committed" leases overlapping the range."""
+#: Above this many assets a lease or state query reads the whole (small) table instead of
+#: binding one parameter per asset.
+_IN_LIMIT = 500
+
+LeaseKey = tuple[str, int, int]
+
+
+def _rows_of(conn: Connection, table: sa.Table, assets: Sequence[str]) -> list[Any]:
+    """The rows of ``table`` for ``assets`` (the whole table when there are many)."""
+    query = sa.select(table)
+    if len(assets) <= _IN_LIMIT:
+        query = query.where(table.c.asset.in_(list(assets)))
+    wanted = set(assets)
+    return [r for r in conn.execute(query) if r.asset in wanted]
+
+
+def _take_leases(
+    conn: Connection, run_id: str, wanted: Sequence[LeaseKey], ttl: float
+) -> dict[LeaseKey, tuple[str | None, list[dict[str, Any]]]]:
+    """Inside a transaction: lease each ``(asset, start, end)`` of ``wanted`` to ``run_id``
+    unless a live run is computing an overlapping range (one read, one delete per stale
+    lease, one bulk insert). Returns ``{key: (holder, committed markers)}``: ``holder`` is
+    ``None`` when the lease was taken; the markers are other runs' live "committed" leases
+    overlapping the range."""
     t = leases_table
-    _lock(conn, f"lease:{asset}")
+    assets = sorted({a for a, _, _ in wanted})
+    _lock(conn, *(f"lease:{a}" for a in assets))
     now = time.time()
-    overlap = (t.c.asset == asset, t.c.pstart < end, t.c.pend > start)
-    rows = conn.execute(sa.select(t).where(*overlap)).fetchall()
-    for r in rows:
-        if r.run_id != run_id and r.expires_at > now and r.state == "computing":
-            return str(r.run_id), []
-    markers = [dict(r._mapping) for r in rows if r.state == "committed" and r.expires_at > now]
-    conn.execute(sa.delete(t).where(*overlap, sa.or_(t.c.run_id == run_id, t.c.expires_at <= now)))
-    conn.execute(
-        sa.insert(t).values(
-            asset=asset,
-            pstart=start,
-            pend=end,
-            run_id=run_id,
-            expires_at=now + ttl,
-            state="computing",
+    held: dict[str, list[Any]] = {}
+    for r in _rows_of(conn, t, assets):
+        held.setdefault(r.asset, []).append(r)
+    out: dict[LeaseKey, tuple[str | None, list[dict[str, Any]]]] = {}
+    stale: dict[tuple[str, int, str], None] = {}
+    inserts = []
+    for asset, start, end in wanted:
+        overlap = [r for r in held.get(asset, ()) if r.pstart < end and r.pend > start]
+        holder = next(
+            (
+                r.run_id
+                for r in overlap
+                if r.run_id != run_id and r.expires_at > now and r.state == "computing"
+            ),
+            None,
         )
-    )
-    return None, markers
+        if holder is not None:
+            out[(asset, start, end)] = (str(holder), [])
+            continue
+        out[(asset, start, end)] = (
+            None,
+            [dict(r._mapping) for r in overlap if r.state == "committed" and r.expires_at > now],
+        )
+        for r in overlap:
+            if r.run_id == run_id or r.expires_at <= now:
+                stale[(r.asset, r.pstart, r.run_id)] = None
+        inserts.append(
+            {
+                "asset": asset,
+                "pstart": start,
+                "pend": end,
+                "run_id": run_id,
+                "expires_at": now + ttl,
+                "state": "computing",
+            }
+        )
+    for asset, pstart, holder_id in stale:
+        conn.execute(
+            sa.delete(t).where(t.c.asset == asset, t.c.pstart == pstart, t.c.run_id == holder_id)
+        )
+    if inserts:
+        conn.execute(sa.insert(t), inserts)
+    return out
+
+
+def _state_overlapping(
+    conn: Connection, keys: Iterable[LeaseKey]
+) -> dict[LeaseKey, list[StateRow]]:
+    """The partition-state rows overlapping each ``(asset, start, end)``, in one read."""
+    keys = list(keys)
+    rows: dict[str, list[StateRow]] = {}
+    for r in _rows_of(conn, state_table, sorted({a for a, _, _ in keys})):
+        rows.setdefault(r.asset, []).append(_as_state_row(r))
+    return {
+        (a, s, e): [r for r in rows.get(a, ()) if r.start < e and r.end > s] for a, s, e in keys
+    }
 
 
 def _as_state_row(r: Any) -> StateRow:
@@ -416,8 +472,22 @@ class SqlCatalog(Catalog):
 
     # -- writes -----------------------------------------------------------------------
 
-    def begin_run(self, run_id: str, started_at: float, info: Mapping[str, Any]) -> None:
-        def tx(conn: Connection) -> None:
+    def begin_run(
+        self,
+        run_id: str,
+        started_at: float,
+        info: Mapping[str, Any],
+        *,
+        leases: Sequence[LeaseKey] = (),
+        ttl: float = 60.0,
+    ) -> dict[LeaseKey, tuple[str | None, list[StateRow], list[dict[str, Any]]]]:
+        """Record that a run started and, in the same transaction, lease the partition
+        ranges it will compute (see :meth:`acquire_lease_with_state`; a range another
+        live run is computing is left out, with that run's id as its holder)."""
+
+        def tx(
+            conn: Connection,
+        ) -> dict[LeaseKey, tuple[str | None, list[StateRow], list[dict[str, Any]]]]:
             conn.execute(
                 sa.insert(runs_table).values(
                     run_id=run_id,
@@ -429,8 +499,17 @@ class SqlCatalog(Catalog):
                     heartbeat_at=started_at,
                 )
             )
+            if not leases:
+                return {}
+            taken = _take_leases(conn, run_id, leases, ttl)
+            state = _state_overlapping(conn, [k for k, (h, _) in taken.items() if h is None])
+            return {
+                k: (h, state.get(k, []) if h is None else [], m) for k, (h, m) in taken.items()
+            }
 
-        self._tx(tx)
+        result: dict[LeaseKey, tuple[str | None, list[StateRow], list[dict[str, Any]]]]
+        result = self._tx(tx)
+        return result
 
     def finish_run(
         self,
@@ -532,8 +611,10 @@ class SqlCatalog(Catalog):
         ids: Sequence[int],
         now: float,
     ) -> None:
-        """Fold successful records into the range state of their assets: one read, one
-        delete and one insert for the whole run."""
+        """Fold successful records into the range state of their assets: one read of the
+        rows the records overlap, then one delete of the rows that changed and one insert
+        of their replacements for the whole run (a one-partition write into a table of
+        thousands of partitions touches a few rows, not all of them)."""
         written = [
             (rec, mat_id)
             for rec, mat_id in zip(records, ids)
@@ -545,8 +626,24 @@ class SqlCatalog(Catalog):
         assets = sorted({rec.asset for rec, _ in written})
         _lock(conn, *assets)
         rows: dict[str, list[dict[str, Any]]] = {a: [] for a in assets}
-        for r in conn.execute(sa.select(t).where(t.c.asset.in_(assets))):
-            rows[r.asset].append(dict(r._mapping))
+        hull: dict[str, tuple[int, int]] = {}
+        for rec, _ in written:
+            lo, hi = hull.get(rec.asset, (rec.start, rec.end))
+            hull[rec.asset] = (min(lo, rec.start), max(hi, rec.end))
+        query = sa.select(t)
+        if len(assets) <= _IN_LIMIT:  # only the rows that the records' ranges overlap
+            query = query.where(
+                sa.or_(
+                    *(
+                        sa.and_(t.c.asset == a, t.c.pstart < hi, t.c.pend > lo)
+                        for a, (lo, hi) in hull.items()
+                    )
+                )
+            )
+        for r in conn.execute(query):
+            if r.asset in rows and r.pend > hull[r.asset][0] and r.pstart < hull[r.asset][1]:
+                rows[r.asset].append(dict(r._mapping))
+        before = {id(row): row for a in assets for row in rows[a]}
         for rec, mat_id in written:
             # a partition keeps the newest write (highest table seq): a run that finishes
             # late, or the adoption of a crashed run's commit, never rolls the state back
@@ -561,8 +658,18 @@ class SqlCatalog(Catalog):
             for start, end in _gaps(rec.start, rec.end, newer):
                 kept.append(_state_row(rec, mat_id, start, end, now))
             rows[rec.asset] = kept
-        conn.execute(sa.delete(t).where(t.c.asset.in_(assets)))
-        conn.execute(sa.insert(t), [row for a in assets for row in rows[a]])
+        after = {id(row): row for a in assets for row in rows[a]}
+        gone: dict[str, list[int]] = {}
+        for key, row in before.items():
+            if key not in after:
+                gone.setdefault(row["asset"], []).append(row["pstart"])
+        for asset, starts in gone.items():
+            for i in range(0, len(starts), _IN_LIMIT):
+                chunk = starts[i : i + _IN_LIMIT]
+                conn.execute(sa.delete(t).where(t.c.asset == asset, t.c.pstart.in_(chunk)))
+        added = [row for key, row in after.items() if key not in before]
+        if added:
+            conn.execute(sa.insert(t), added)
 
     def forget(self, assets: Sequence[str]) -> None:
         """Delete the materializations, partition state and leases of ``assets``, and the
@@ -588,9 +695,8 @@ class SqlCatalog(Catalog):
         Returns ``None`` when the lease was taken, else the id of the live run holding an
         overlapping lease. Expired leases (their holder died) are taken over.
         """
-        holder: str | None = self._tx(
-            lambda conn: _take_lease(conn, run_id, asset, start, end, ttl)[0]
-        )
+        key = (asset, start, end)
+        holder: str | None = self._tx(lambda conn: _take_leases(conn, run_id, [key], ttl)[key][0])
         return holder
 
     def acquire_lease_with_state(
@@ -608,7 +714,6 @@ class SqlCatalog(Catalog):
         second round trip. ``commit`` holds this run's finished leases to turn into
         "committed" markers first (see :meth:`commit_lease`)."""
         t = leases_table
-        st = state_table
 
         def tx(conn: Connection) -> tuple[str | None, list[StateRow], list[dict[str, Any]]]:
             for m in commit:
@@ -627,16 +732,11 @@ class SqlCatalog(Catalog):
                         code_version=m["code_version"],
                     )
                 )
-            holder, markers = _take_lease(conn, run_id, asset, start, end, ttl)
+            key = (asset, start, end)
+            holder, markers = _take_leases(conn, run_id, [key], ttl)[key]
             if holder is not None:
                 return holder, [], []
-            state = [
-                _as_state_row(r)
-                for r in conn.execute(
-                    sa.select(st).where(st.c.asset == asset, st.c.pstart < end, st.c.pend > start)
-                )
-            ]
-            return None, state, markers
+            return None, _state_overlapping(conn, [key])[key], markers
 
         result: tuple[str | None, list[StateRow], list[dict[str, Any]]] = self._tx(tx)
         return result

@@ -18,7 +18,7 @@ from ..catalog import InputVersion, MaterializationRecord, StateRow
 from ..checks import checks_of
 from ..partitions import RangeSet, predicate
 from ..plan import UNIT, Plan, describe_ranges, map_up
-from .leases import Leases
+from .leases import Leases, lease_seconds, span
 from .local import SerialExecutor, Task, ThreadExecutor, gate_new_tables, schedule
 from .observe import RunObserver
 from .result import RunResult
@@ -87,7 +87,15 @@ def run_plan(
     catalog = lake.catalog
     started = time.time()
     tasks = tasks_for(plan, graph)
-    catalog.begin_run(run_id, started, {"assets": plan.assets(), "steps": len(tasks)})
+    ttl = lease_seconds()
+    # one transaction records the run and leases every range it will compute
+    taken = catalog.begin_run(
+        run_id,
+        started,
+        {"assets": plan.assets(), "steps": len(tasks)},
+        leases=[(t.asset, *span(t.ranges)) for t in tasks],
+        ttl=ttl,
+    )
     current: dict[str, tuple[str | None, int]] = {
         k: latest(rows) for k, rows in state.items() if rows
     }
@@ -103,7 +111,7 @@ def run_plan(
     observer = RunObserver(
         lake, run_id, plan.assets(), len(tasks)
     )  # logs, spans, metrics, OpenLineage
-    leases = Leases(catalog, run_id, state)  # no asset partition computed by two runs at once
+    leases = Leases(catalog, run_id, state, ttl, taken=taken)  # no partition computed twice at once
 
     def make_step(task: Task) -> Step | StepResult:
         spec = graph.specs[task.asset]

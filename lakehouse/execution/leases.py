@@ -1,7 +1,9 @@
 """Leases: no asset partition is computed by two runs at the same time (layer 4).
 
-Before a step runs, the coordinator leases its asset range in the catalog (``lh_leases``).
-A lease expires ``ttl`` seconds after its last renewal; a heartbeat thread renews every
+The coordinator leases the asset range of every step of a run in the catalog
+(``lh_leases``) in the transaction that begins the run; a range another live run is
+computing then is leased again right before its step runs (waiting while it is held). A
+lease expires ``ttl`` seconds after its last renewal; a heartbeat thread renews every
 lease of the run (and the run's ``heartbeat_at``) while it lives, so the lease of a run
 that died is taken over after at most ``ttl`` seconds (at once when recovery sees that its
 process is gone).
@@ -53,8 +55,11 @@ class Leases:
         state: Mapping[str, Sequence[StateRow]],
         ttl: float | None = None,
         poll: float = 0.2,
+        taken: Mapping[tuple[str, int, int], tuple[str | None, Any, Any]] | None = None,
     ) -> None:
         self.catalog = catalog
+        # leases taken with the run's begin transaction: (holder, state rows, markers)
+        self._taken = dict(taken or {})
         self.run_id = run_id
         self.ttl = ttl or lease_seconds()
         self.poll = poll
@@ -134,6 +139,9 @@ class Leases:
             return run(step)
         asset = step.asset
         start, end = _span(step)
+        pre = self._taken.pop((asset, start, end), None)
+        if pre is not None and pre[0] is None:  # leased when the run began
+            return self._start(step, run, start, end, (pre[1], pre[2]))
         # one transaction: pending markers, the lease, and what other runs wrote meanwhile
         holder, rows, markers = self._acquire(asset, start, end)
         if holder is None:
@@ -266,9 +274,13 @@ class Leases:
         )
 
 
+def span(ranges: Any) -> tuple[int, int]:
+    """``(start, end)`` of the lease covering a step's partition ranges."""
+    return (ranges.ranges[0][0], ranges.ranges[-1][1]) if ranges else (0, 1)
+
+
 def _span(step: Step) -> tuple[int, int]:
-    rng = step.ranges
-    return (rng.ranges[0][0], rng.ranges[-1][1]) if rng else (0, 1)
+    return span(step.ranges)
 
 
 def _chain(src: Future[StepResult], dst: Future[StepResult]) -> None:
