@@ -358,6 +358,29 @@ def test_errors_name_the_asset_the_partition_and_the_worker(tmp_path: Path,
                                                                             ("locked", "failed")])
 
 
+def dask_setting(key: str) -> object:
+    """Run on the workers: one of their Dask settings."""
+    import dask
+
+    return dask.config.get(key)
+
+
+def test_local_workers_run_without_the_profiler_and_this_process_keeps_its_settings(
+        dask_executor: lh.DaskExecutor) -> None:
+    import dask
+
+    from lakehouse.execution.dask import QUIET_SETTINGS
+
+    got = dask_executor.client.run(dask_setting, "distributed.worker.profile.enabled")
+    assert list(got.values()) == [False, False]
+    ticks = dask_executor.client.run(dask_setting, "distributed.admin.tick.interval")
+    assert set(ticks.values()) == {QUIET_SETTINGS["distributed.admin.tick.interval"]}
+    # the scheduler in this process ticks slowly too, but the process's own settings are untouched
+    assert dask_executor.cluster.scheduler._tick_interval == 0.5
+    assert dask.config.get("distributed.worker.profile.enabled") is True
+    assert dask.config.get("distributed.admin.tick.interval") != QUIET_SETTINGS["distributed.admin.tick.interval"]
+
+
 def test_connects_to_an_existing_cluster_by_address(tmp_path: Path, dask_executor: lh.DaskExecutor) -> None:
     shared = healthy(dask_executor)
     address = shared.cluster.scheduler_address
@@ -468,7 +491,9 @@ def test_the_cluster_starts_in_the_background_while_the_coordinator_plans(tmp_pa
     import time
 
     mod = build_module(tmp_path, CHAINS, "chains_background")
-    ex = lh.DaskExecutor(n_workers=1)
+    # the user's Dask settings win over the executor's quieter defaults
+    ex = lh.DaskExecutor(n_workers=1, cluster_options={"config": {"distributed": {"worker": {"profile": {
+        "enabled": True}}}}})
     try:
         lake = lh.Lakehouse(tmp_path / "lake", assets=mod, executor=ex)
         assert lake.plan("fast_root+").height == 2  # planning does not wait for the cluster
@@ -476,6 +501,7 @@ def test_the_cluster_starts_in_the_background_while_the_coordinator_plans(tmp_pa
         while not ex.started and time.monotonic() < deadline:  # nothing asked for it yet
             time.sleep(0.05)
         assert ex.started and ex.cluster is not None
+        assert list(ex.client.run(dask_setting, "distributed.worker.profile.enabled").values()) == [True]
         assert lake.materialize("fast_root+").ok
     finally:
         ex.close()
