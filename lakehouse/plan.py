@@ -93,16 +93,14 @@ class Plan:
     def to_frame(self) -> pl.DataFrame:
         import polars as pl
 
-        rows = [
-            {
-                "asset": i.asset,
-                "partitions": self.describe(i),
-                "count": i.count,
-                "reason": i.reason,
-                "cause": i.cause,
-            }
-            for i in self.items
-        ]
+        items = self.items
+        columns = {  # built by column: no dict per row
+            "asset": [i.asset for i in items],
+            "partitions": [self.describe(i) for i in items],
+            "count": [i.count for i in items],
+            "reason": [i.reason for i in items],
+            "cause": [i.cause for i in items],
+        }
         schema = {
             "asset": pl.String,
             "partitions": pl.String,
@@ -110,7 +108,7 @@ class Plan:
             "reason": pl.String,
             "cause": pl.String,
         }
-        return pl.DataFrame(rows, schema=schema)
+        return pl.DataFrame(columns, schema=schema)
 
 
 def describe_ranges(defn: PartitionsDefinition | None, rs: RangeSet) -> str | None:
