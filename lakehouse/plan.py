@@ -187,7 +187,13 @@ def staleness(
         assigned = EMPTY
         full = False  # every partition already has a reason: later checks cannot add any
 
-        def add(rs: RangeSet, reason: str, cause: str | None) -> None:
+        def add(
+            rs: RangeSet,
+            reason: str,
+            cause: str | None,
+            uni: RangeSet = uni,
+            entries: list[tuple[RangeSet, str, str | None]] = entries,
+        ) -> None:
             nonlocal assigned, full
             if full or not rs:
                 return
