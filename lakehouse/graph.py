@@ -150,7 +150,7 @@ class AssetGraph:
             seen[node] = len(path)
             path.append(node)
             node = min(p for p in self.parents[node] if p in nodes)
-        cycle = path[seen[node] :] + [node]
+        cycle = [*path[seen[node] :], node]
         cycle.reverse()  # upstream -> downstream
         return cycle
 
