@@ -197,13 +197,52 @@ _IN_LIMIT = 500
 LeaseKey = tuple[str, int, int]
 
 
-def _rows_of(conn: Connection, table: sa.Table, assets: Sequence[str]) -> list[Any]:
-    """The rows of ``table`` for ``assets`` (the whole table when there are many)."""
-    query = sa.select(table)
-    if len(assets) <= _IN_LIMIT:
-        query = query.where(table.c.asset.in_(list(assets)))
-    wanted = set(assets)
-    return [r for r in conn.execute(query) if r.asset in wanted]
+def _mark_committed(conn: Connection, run_id: str, markers: Iterable[Mapping[str, Any]]) -> None:
+    t = leases_table
+    for m in markers:
+        conn.execute(
+            sa.update(t)
+            .where(
+                t.c.run_id == run_id,
+                t.c.asset == m["asset"],
+                t.c.pstart == m["start"],
+                t.c.pend == m["end"],
+            )
+            .values(
+                state="committed", version=m["version"], seq=m["seq"], code_version=m["code_version"]
+            )
+        )
+
+
+def _hull(keys: Iterable[LeaseKey]) -> dict[str, tuple[int, int]]:
+    """Per asset, the smallest range covering all of its ``(asset, start, end)`` keys."""
+    out: dict[str, tuple[int, int]] = {}
+    for asset, start, end in keys:
+        lo, hi = out.get(asset, (start, end))
+        out[asset] = (min(lo, start), max(hi, end))
+    return out
+
+
+def _rows_in(conn: Connection, table: sa.Table, hull: Mapping[str, tuple[int, int]]) -> list[Any]:
+    """The rows of ``table`` (``asset, pstart, pend``) overlapping each asset's range of
+    ``hull``: one query filtered per asset (the whole table, filtered here, when there
+    are many assets)."""
+    t = table
+    query = sa.select(t)
+    if len(hull) <= _IN_LIMIT:
+        query = query.where(
+            sa.or_(
+                *(
+                    sa.and_(t.c.asset == a, t.c.pstart < hi, t.c.pend > lo)
+                    for a, (lo, hi) in hull.items()
+                )
+            )
+        )
+    return [
+        r
+        for r in conn.execute(query)
+        if r.asset in hull and r.pend > hull[r.asset][0] and r.pstart < hull[r.asset][1]
+    ]
 
 
 def _take_leases(
@@ -215,11 +254,11 @@ def _take_leases(
     ``None`` when the lease was taken; the markers are other runs' live "committed" leases
     overlapping the range."""
     t = leases_table
-    assets = sorted({a for a, _, _ in wanted})
-    _lock(conn, *(f"lease:{a}" for a in assets))
+    hull = _hull(wanted)
+    _lock(conn, *(f"lease:{a}" for a in hull))
     now = time.time()
     held: dict[str, list[Any]] = {}
-    for r in _rows_of(conn, t, assets):
+    for r in _rows_in(conn, t, hull):
         held.setdefault(r.asset, []).append(r)
     out: dict[LeaseKey, tuple[str | None, list[dict[str, Any]]]] = {}
     stale: dict[tuple[str, int, str], None] = {}
@@ -268,8 +307,10 @@ def _state_overlapping(
 ) -> dict[LeaseKey, list[StateRow]]:
     """The partition-state rows overlapping each ``(asset, start, end)``, in one read."""
     keys = list(keys)
+    if not keys:
+        return {}
     rows: dict[str, list[StateRow]] = {}
-    for r in _rows_of(conn, state_table, sorted({a for a, _, _ in keys})):
+    for r in _rows_in(conn, state_table, _hull(keys)):
         rows.setdefault(r.asset, []).append(_as_state_row(r))
     return {
         (a, s, e): [r for r in rows.get(a, ()) if r.start < e and r.end > s] for a, s, e in keys
@@ -626,23 +667,8 @@ class SqlCatalog(Catalog):
         assets = sorted({rec.asset for rec, _ in written})
         _lock(conn, *assets)
         rows: dict[str, list[dict[str, Any]]] = {a: [] for a in assets}
-        hull: dict[str, tuple[int, int]] = {}
-        for rec, _ in written:
-            lo, hi = hull.get(rec.asset, (rec.start, rec.end))
-            hull[rec.asset] = (min(lo, rec.start), max(hi, rec.end))
-        query = sa.select(t)
-        if len(assets) <= _IN_LIMIT:  # only the rows that the records' ranges overlap
-            query = query.where(
-                sa.or_(
-                    *(
-                        sa.and_(t.c.asset == a, t.c.pstart < hi, t.c.pend > lo)
-                        for a, (lo, hi) in hull.items()
-                    )
-                )
-            )
-        for r in conn.execute(query):
-            if r.asset in rows and r.pend > hull[r.asset][0] and r.pstart < hull[r.asset][1]:
-                rows[r.asset].append(dict(r._mapping))
+        for r in _rows_in(conn, t, _hull((rec.asset, rec.start, rec.end) for rec, _ in written)):
+            rows[r.asset].append(dict(r._mapping))
         before = {id(row): row for a in assets for row in rows[a]}
         for rec, mat_id in written:
             # a partition keeps the newest write (highest table seq): a run that finishes
@@ -716,22 +742,7 @@ class SqlCatalog(Catalog):
         t = leases_table
 
         def tx(conn: Connection) -> tuple[str | None, list[StateRow], list[dict[str, Any]]]:
-            for m in commit:
-                conn.execute(
-                    sa.update(t)
-                    .where(
-                        t.c.run_id == run_id,
-                        t.c.asset == m["asset"],
-                        t.c.pstart == m["start"],
-                        t.c.pend == m["end"],
-                    )
-                    .values(
-                        state="committed",
-                        version=m["version"],
-                        seq=m["seq"],
-                        code_version=m["code_version"],
-                    )
-                )
+            _mark_committed(conn, run_id, commit)
             key = (asset, start, end)
             holder, markers = _take_leases(conn, run_id, [key], ttl)[key]
             if holder is not None:
@@ -753,16 +764,25 @@ class SqlCatalog(Catalog):
     ) -> None:
         """Turn a lease into a marker that the partitions are committed (until the run
         records them): other runs stop waiting and do not compute them again."""
-        t = leases_table
-        self._tx(
-            lambda conn: conn.execute(
-                sa.update(t)
-                .where(
-                    t.c.run_id == run_id, t.c.asset == asset, t.c.pstart == start, t.c.pend == end
-                )
-                .values(state="committed", version=version, seq=seq, code_version=code_version)
-            )
+        self.commit_leases(
+            run_id,
+            [
+                {
+                    "asset": asset,
+                    "start": start,
+                    "end": end,
+                    "version": version,
+                    "seq": seq,
+                    "code_version": code_version,
+                }
+            ],
         )
+
+    def commit_leases(self, run_id: str, markers: Sequence[Mapping[str, Any]]) -> None:
+        """:meth:`commit_lease` for many leases (``asset, start, end, version, seq,
+        code_version``) in one transaction."""
+        if markers:
+            self._tx(lambda conn: _mark_committed(conn, run_id, markers))
 
     def committed_leases(self, asset: str) -> list[dict[str, Any]]:
         """Live markers of partitions of ``asset`` committed by runs that have not recorded them."""

@@ -34,6 +34,9 @@ log = logging.getLogger("lakehouse")
 #: Environment variable: lease duration in seconds (default 60).
 LEASE_ENV = "LAKEHOUSE_LEASE_SECONDS"
 DEFAULT_TTL = 60.0
+#: Seconds a finished step's "committed" marker waits to be written with those of the
+#: steps finishing after it (one transaction for all of them).
+FLUSH_DELAY = 0.25
 
 
 def lease_seconds() -> float:
@@ -66,6 +69,7 @@ class Leases:
         self.enabled = hasattr(catalog, "acquire_lease")
         self._known = {k: {r.mat_id for r in rows} for k, rows in state.items()}
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set when a step finished: markers to write
         # "committed" markers of finished steps, written with the run's next lease
         # transaction (or heartbeat) instead of one transaction each
         self._pending: list[dict[str, Any]] = []
@@ -78,12 +82,26 @@ class Leases:
             self._thread.start()
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(self.ttl / 3):
+        """Renew the run's leases every ``ttl / 3``; write "committed" markers within
+        ``FLUSH_DELAY`` of a step finishing (batched), so a run waiting for one of these
+        ranges stops waiting without a catalog transaction per step."""
+        renew_at = time.monotonic() + self.ttl / 3
+        while not self._stop.is_set():
+            if self._wake.wait(max(0.0, renew_at - time.monotonic())):
+                if self._stop.wait(FLUSH_DELAY):
+                    break
+                self._wake.clear()
+                try:
+                    self._flush()
+                except Exception as exc:
+                    log.warning("could not mark the leases of run %s: %s", self.run_id, exc)
+                continue
             try:
                 self._flush()
                 self.catalog.renew_leases(self.run_id, self.ttl)
             except Exception as exc:
                 log.warning("could not renew the leases of run %s: %s", self.run_id, exc)
+            renew_at = time.monotonic() + self.ttl / 3
 
     def _take_pending(self) -> list[dict[str, Any]]:
         with self._pending_lock:
@@ -95,18 +113,13 @@ class Leases:
             self._pending[:0] = markers
 
     def _flush(self) -> None:
-        """Write the pending "committed" markers (heartbeat; runs with no further lease
-        transactions for a while)."""
-        for m in self._take_pending():
-            self.catalog.commit_lease(
-                self.run_id,
-                m["asset"],
-                m["start"],
-                m["end"],
-                m["version"],
-                m["seq"],
-                m["code_version"],
-            )
+        """Write the pending "committed" markers in one transaction."""
+        pending = self._take_pending()
+        try:
+            self.catalog.commit_leases(self.run_id, pending)
+        except BaseException:
+            self._put_back(pending)
+            raise
 
     def _acquire(self, asset: str, start: int, end: int) -> tuple[str | None, Any, Any]:
         """Take a lease (flushing pending markers in the same transaction)."""
@@ -130,6 +143,7 @@ class Leases:
         never see the partitions as neither leased nor recorded; if the run dies first
         they expire (or recovery releases them)."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -207,6 +221,7 @@ class Leases:
                         "code_version": step.code_version,
                     }
                 )
+            self._wake.set()
             return
         self._release(step, start, end)
 
