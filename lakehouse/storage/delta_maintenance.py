@@ -145,20 +145,8 @@ class DeltaMaintenance:
         return True
 
     def live_files(self, ref: TableRef) -> list[dict[str, Any]]:
-        import pyarrow as pa
-
         dt = self._open(ref, ref.version)
-        if dt is None:
-            return []
-        rows = pa.table(dt.get_add_actions(flatten=False)).to_pylist()
-        return [
-            {
-                "path": urllib.parse.unquote(r["path"]),
-                "size": int(r["size_bytes"]),
-                "partition": dict(r.get("partition") or {}),
-            }
-            for r in rows
-        ]
+        return [] if dt is None else _live(dt)
 
     # -- optimize -----------------------------------------------------------------------
 
@@ -182,7 +170,7 @@ class DeltaMaintenance:
         dt = self._require(ref)
         before = str(dt.version())
         part_cols = list(dt.metadata().partition_columns)
-        files = self.live_files(ref)
+        files = _live(dt)  # of the version opened: the relayout rewrites exactly it
         if coarsen and where is None and _small_partitions(files, part_cols):
             return self._relayout(ref, dt, files, part_cols[0], zorder, dry_run, properties)
         filters = _partition_filters(where, part_cols)
@@ -266,9 +254,9 @@ class DeltaMaintenance:
         def partition(key: Any) -> pa.Table:
             tables = []
             for path in parts[key]:
-                frag = fragments.get(path) or next(
-                    (v for k, v in fragments.items() if k.endswith("/" + path)), None
-                )
+                frag = fragments.get(path)
+                if frag is None:  # a dataset naming files in full
+                    frag = next((v for k, v in fragments.items() if k.endswith("/" + path)), None)
                 if frag is None:
                     raise StorageError(
                         f"the data file {path} of {ref.uri} is not in the table's dataset",
@@ -560,6 +548,21 @@ def _selected(partition: Mapping[str, Any], where: Predicate | None, part_cols: 
         if ok:
             return True
     return False
+
+
+def _live(dt: Any) -> list[dict[str, Any]]:
+    """``{"path", "size", "partition"}`` of the data files of a loaded table version."""
+    import pyarrow as pa
+
+    rows = pa.table(dt.get_add_actions(flatten=False)).to_pylist()
+    return [
+        {
+            "path": urllib.parse.unquote(r["path"]),
+            "size": int(r["size_bytes"]),
+            "partition": dict(r.get("partition") or {}),
+        }
+        for r in rows
+    ]
 
 
 def _small_partitions(files: list[dict[str, Any]], part_cols: list[str]) -> bool:
