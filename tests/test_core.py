@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 import types
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -332,24 +333,35 @@ def test_duckdb_utc_timestamps_rewrite_under_the_strict_schema(tmp_path: Path) -
     assert lake.read("stamped")["n"].to_list() == [1]
 
 
-def test_delta_writes_report_the_bytes_of_their_own_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["local", pytest.param("s3", marks=pytest.mark.s3)])
+def test_delta_writes_report_the_bytes_of_their_own_files(
+    tmp_path: Path, where: str, request: pytest.FixtureRequest
+) -> None:
     """The bytes a Delta write reports are exactly the sizes of the files its commit added,
-    for a new table, an overwrite and an append (read from the commit on local disk)."""
+    for a new table, an overwrite and an append (read from the table's own commit)."""
     import pyarrow as pa
 
     from lakehouse.assets import TableRef, WriteMode
     from lakehouse.storage.delta import DeltaFormat
+    from lakehouse.storage.files import list_files
+    from lakehouse.storage.uri import delta_options
 
+    if where == "s3":
+        bucket = request.getfixturevalue("s3_bucket")
+        uri = f"{bucket.uri}/bytes-{uuid.uuid4().hex[:8]}"
+        opts = delta_options(uri, bucket.storage_options)
+    else:
+        uri, opts = str(tmp_path / "t"), {}
     fmt = DeltaFormat()
-    uri = str(tmp_path / "t")
     seen: set[str] = set()
     for i, kind in enumerate(["overwrite", "overwrite", "append"]):
-        ref = TableRef("t", "delta", uri, version=None if i == 0 else str(i - 1))
+        ref = TableRef("t", "delta", uri, version=None if i == 0 else str(i - 1),
+                       storage_options=opts)
         data = pa.table({"k": list(range(100 * (i + 1))), "v": [float(i)] * (100 * (i + 1))})
         res = fmt.write(ref, data, mode=WriteMode(kind), predicate=None, partition_by=[],
                         schema_mode="strict", provenance={"step_id": f"s{i}"})
         assert res.seq == i
-        files = {p.name: p.stat().st_size for p in Path(uri).glob("*.parquet")}
+        files = {f.uri: f.size for f in list_files(uri, opts) if f.uri.endswith(".parquet")}
         new = {n: size for n, size in files.items() if n not in seen}
         seen |= set(files)
         assert len(new) >= 1 and res.bytes == sum(new.values())

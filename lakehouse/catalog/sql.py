@@ -225,19 +225,16 @@ def _hull(keys: Iterable[LeaseKey]) -> dict[str, tuple[int, int]]:
 
 def _rows_in(conn: Connection, table: sa.Table, hull: Mapping[str, tuple[int, int]]) -> list[Any]:
     """The rows of ``table`` (``asset, pstart, pend``) overlapping each asset's range of
-    ``hull``: one query filtered per asset (the whole table, filtered here, when there
-    are many assets)."""
+    ``hull``, in one query: filtered by range for one asset (a partitioned asset may have
+    thousands of rows), by name for a few (the ranges are checked here), the whole table
+    for many. Each shape compiles once and is cached by SQLAlchemy."""
     t = table
     query = sa.select(t)
-    if len(hull) <= _IN_LIMIT:
-        query = query.where(
-            sa.or_(
-                *(
-                    sa.and_(t.c.asset == a, t.c.pstart < hi, t.c.pend > lo)
-                    for a, (lo, hi) in hull.items()
-                )
-            )
-        )
+    if len(hull) == 1:
+        ((asset, (lo, hi)),) = hull.items()
+        query = query.where(t.c.asset == asset, t.c.pstart < hi, t.c.pend > lo)
+    elif len(hull) <= _IN_LIMIT:
+        query = query.where(t.c.asset.in_(list(hull)))
     return [
         r
         for r in conn.execute(query)

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from .._plugins import require
 from ..errors import CommitConflictError, PartitionError, SchemaError, StorageError
 from . import PROVENANCE_PREFIX, WriteResult, check_schema, counted, first_line, schema_fingerprint
-from .uri import local_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -96,8 +95,6 @@ class DeltaFormat:
             custom_metadata={PROVENANCE_PREFIX + k: v for k, v in provenance.items()}
         )
         opts = dict(ref.storage_options) or None
-        local = local_path(ref.uri) is not None  # local tables: bytes from our commit file
-        before = set(_files(dt)) if dt is not None and not local else set()
         counter = [0]
         if isinstance(data, pa.Table):
             counter[0] = data.num_rows
@@ -147,10 +144,7 @@ class DeltaFormat:
         else:
             version = int(dt.version())
         actions = _commit_actions(ref, version)
-        if actions is not None:
-            added = _added_bytes(actions)
-        else:
-            added = sum(size for path, size in _files(dt).items() if path not in before)
+        added = None if actions is None else _added_bytes(actions)
         return WriteResult(str(version), version, counter[0], fp, bytes=added)
 
     def _merge(
@@ -237,16 +231,6 @@ class DeltaFormat:
         return clean_stages(self, ref, keep)
 
 
-def _files(dt: Any) -> dict[str, int]:
-    """``{path: size in bytes}`` of the data files of a table's loaded version."""
-    import pyarrow as pa
-
-    # from_stream, not pa.table(): pa.table() imports pandas (~50 MB, 0.2 s) to rule it out
-    actions = pa.RecordBatchReader.from_stream(dt.get_add_actions(flatten=True)).read_all()
-    actions = actions.select(["path", "size_bytes"])
-    return dict(zip(actions.column("path").to_pylist(), actions.column("size_bytes").to_pylist()))
-
-
 def _arrow_schema(dt: Any) -> pa.Schema:
     import pyarrow as pa
 
@@ -254,15 +238,16 @@ def _arrow_schema(dt: Any) -> pa.Schema:
 
 
 def _commit_actions(ref: TableRef, version: int) -> list[dict[str, Any]] | None:
-    """The actions of one commit of a table on local disk (``None`` elsewhere, or when
-    the commit file cannot be read). Reading one commit costs ~0.03 ms where opening the
-    table or listing its files costs milliseconds and grows with the table."""
-    root = local_path(ref.uri)
-    if root is None:
-        return None
+    """The actions of one commit of a table, or ``None`` when its file cannot be read.
+    Reading the one commit file (~0.3 ms on local disk, one GET on object storage) is
+    much cheaper than opening the table or listing its files, which grow with it."""
+    from deltalake.fs import DeltaStorageHandler
+
     try:
-        with open(f"{root.rstrip('/')}/_delta_log/{version:020d}.json", encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+        store = DeltaStorageHandler(ref.uri, dict(ref.storage_options) or None)
+        with store.open_input_file(f"_delta_log/{version:020d}.json") as fh:
+            text = fh.read().decode("utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
     except (OSError, ValueError):
         return None
 
