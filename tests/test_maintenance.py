@@ -415,6 +415,57 @@ def test_relayout_never_rebases_over_a_concurrent_write(tmp_path: Path) -> None:
     now = DeltaTable(ref.uri)
     assert now.metadata().partition_columns == ["day"]
     assert now.to_pyarrow_table().num_rows == 40 * RELAY_DAYS + 1
+    # the other way round: a writer that read the Hive layout commits after the relayout
+    # and fails (a conflict) instead of adding files partitioned the old way
+    writer = DeltaTable(ref.uri)
+    assert lake.optimize("days")["action"].to_list() == ["compacted"]
+    with pytest.raises(Exception, match=r"(?i)metadata changed"):
+        write_deltalake(writer, extra, mode="append", partition_by=["day"])
+    assert DeltaTable(ref.uri).to_pyarrow_table().num_rows == 40 * RELAY_DAYS + 1
+
+
+def test_hourly_delta_tables_vacuum_erase_and_relayout(tmp_path: Path) -> None:
+    """Timestamp partition values are percent-escaped in Delta file paths: vacuum, erasure
+    and relayout must name those files as they are stored."""
+    import polars as pl
+
+    import lakehouse as lh
+
+    @lh.asset(
+        partitions=lh.hourly(start="2024-01-01-00:00", end="2024-01-01-04:00"),
+        partition_column="ts",
+        code_version="1",
+        format="delta",
+    )
+    def ev(ctx: lh.Context) -> pl.DataFrame:
+        hours = pl.datetime_range(
+            ctx.partition.start, ctx.partition.end, "1h", closed="left", eager=True
+        )
+        return pl.DataFrame({"ts": hours}).join(pl.DataFrame({"x": range(5)}), how="cross")
+
+    lake = lh.Lakehouse(str(tmp_path / "wh"), assets=[ev])
+    lake.materialize(partitions="all")
+    for _ in range(2):  # the first rerun's file is needed by no kept version
+        lake.materialize(partitions="2024-01-01-00:00", force=True)
+    ref_dir = tmp_path / "wh" / "ev"
+    parquet = lambda: sorted(p.name for p in ref_dir.rglob("*.parquet"))  # noqa: E731
+    assert len(parquet()) == 6
+    out = lake.vacuum(retain="0s").row(0, named=True)
+    assert out["files_removed"] == 1 and out["bytes_removed"] > 0 and len(parquet()) == 5
+
+    out = lake.erase("ev", where=pl.col("x") == 3, reason="test")
+    assert dict(zip(out["asset"], out["rows_deleted"], strict=True))["ev"] == 4
+    assert lake.read("ev").filter(pl.col("x") == 3).height == 0
+    assert lake.read("ev").height == 16
+    assert _delta(lake, "ev").metadata().partition_columns == ["ts"]
+
+    before = _sorted(lake.read("ev"))
+    row = lake.optimize().row(0, named=True)
+    assert row["action"] == "compacted" and "Hive partitioning by ts removed" in row["detail"]
+    assert _files(lake, "ev") == 1 and _sorted(lake.read("ev")).equals(before)
+    lake.materialize(partitions="2024-01-01-02:00", force=True)
+    assert lake.read("ev").height == 16 + 1  # the erased row of that hour is computed again
+    assert lake.plan().height == 0
 
 
 @pytest.mark.xfail(

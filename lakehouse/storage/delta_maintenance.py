@@ -249,7 +249,9 @@ class DeltaMaintenance:
             return MaintenanceResult(before, None, len(files), estimate, detail=note)
         ds = dt.to_pyarrow_dataset()
         schema = ds.schema
-        fragments = {urllib.parse.unquote(frag.path): frag for frag in ds.get_fragments()}
+        # paths as stored (``live`` and fragments both name a file as it is on storage,
+        # partition values percent-escaped once)
+        fragments = {frag.path: frag for frag in ds.get_fragments()}
 
         def partition(key: Any) -> pa.Table:
             tables = []
@@ -324,7 +326,9 @@ class DeltaMaintenance:
         except Exception as exc:
             raise _translate(exc, ref, "vacuuming") from exc
         nested = nested_tables(sizes)
-        removed = [p for p in (urllib.parse.unquote(p) for p in paths) if outside(p, nested)]
+        # delta-rs names files as they are on storage (partition values percent-escaped):
+        # no unquoting, or a timestamp partition's files would never be found
+        removed = [p for p in paths if outside(p, nested)]
         nbytes = sum(sizes.get(p, 0) for p in removed)
         if not dry_run and removed:
             delete_files((f"{root}/{p}" for p in removed), ref.storage_options)
@@ -359,7 +363,7 @@ class DeltaMaintenance:
             if not n:
                 continue
             deleted += n
-            hit.append(urllib.parse.unquote(fragment.path))
+            hit.append(fragment.path)  # as stored, like the paths of live_files()
             rest = table.filter(pc.invert(mask))
             if rest.num_rows:
                 kept.append(rest)
