@@ -310,6 +310,11 @@ def test_optimize_relays_out_a_delta_table_of_tiny_daily_partitions(
     assert dict(zip(out["asset"], out["action"], strict=True))["days"] == "deleted"
     assert lake.read("days").filter(pl.col("who") == "c-7").height == 0
     assert lake.read("days").height == before.height - 40
+    # wipe, and the next run brings the partitions back
+    lake.wipe("days", partitions="2024-01-09..2024-01-10")
+    assert lake.read("days").height == before.height - 3 * 40
+    lake.materialize()
+    assert lake.read("days").height == before.height - 40 and lake.plan().height == 0
     # a second optimize finds nothing to re-lay out
     assert lake.optimize("days")["detail"].to_list() != [row["detail"]]
 
