@@ -20,6 +20,7 @@ from .errors import (
 )
 from .execution.result import RunResult
 from .graph import AssetGraph
+from .sources import uses_sources
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -402,9 +403,10 @@ class Lakehouse:
         from .execution.coordinator import run_plan
 
         t0 = time.perf_counter()
-        from .execution.sources import observe_for_run
+        if uses_sources(self.graph):
+            from .execution.sources import observe_for_run
 
-        observe_for_run(self, select)  # the sources it reads: their current versions first
+            observe_for_run(self, select)  # the sources it reads: their current versions first
         plan, state, cvs = self._plan(select, partitions, force)
         run_id = _new_run_id()
         keys = self.graph.select(select)
@@ -747,6 +749,8 @@ class Lakehouse:
 
 def _sources(lake: Lakehouse, state: Any) -> Any:
     """Staleness hook: ``source_changed`` and ``expired`` (see ``execution.sources``)."""
+    if not uses_sources(lake.graph):
+        return {}
     from .execution.sources import staleness_reasons
 
     return staleness_reasons(lake, state)

@@ -674,3 +674,12 @@ def iceberg_table(
 def builtin(spec: AssetSpec) -> BuiltinSource | None:
     """The built-in description of a source spec, or ``None`` for ``@lh.source`` ones."""
     return spec.observe if isinstance(spec.observe, BuiltinSource) else None
+
+
+def uses_sources(graph: Any) -> bool:
+    """Whether any asset of ``graph`` is a source, reads one incrementally
+    (``since_last_run``) or has a ``max_age``: only then does a run need
+    :mod:`lakehouse.execution.sources` (other runs do not import it)."""
+    return any(s.kind == "source" or s.max_age is not None for s in graph.specs.values()) or any(
+        inp.since_last_run for ins in graph.inputs.values() for inp, _ in ins
+    )

@@ -18,6 +18,7 @@ from ..catalog import InputVersion, MaterializationRecord, StateRow
 from ..checks import checks_of
 from ..partitions import RangeSet, predicate
 from ..plan import UNIT, Plan, describe_ranges, map_up
+from ..sources import uses_sources
 from .leases import Leases, lease_seconds, span
 from .local import SerialExecutor, Task, ThreadExecutor, gate_new_tables, schedule
 from .observe import RunObserver
@@ -105,9 +106,11 @@ def run_plan(
     executor, owned = make_executor(lake)
     bar = _progress(progress, len(tasks), lake)
     counter = [0]
-    from .sources import SourceReads
+    reads = None  # sources and since_last_run inputs
+    if uses_sources(graph):
+        from .sources import SourceReads
 
-    reads = SourceReads(lake, state, current, run_id)  # sources and since_last_run inputs
+        reads = SourceReads(lake, state, current, run_id)
     observer = RunObserver(
         lake, run_id, plan.assets(), len(tasks)
     )  # logs, spans, metrics, OpenLineage
@@ -120,7 +123,7 @@ def run_plan(
         inputs: list[StepInput] = []
         for inp, up in graph.inputs[task.asset]:
             up_spec = graph.specs[up]
-            if reads.wants(inp, up):
+            if reads is not None and reads.wants(inp, up):
                 got = reads.step_input(task.asset, task.ranges, inp, up)
                 if isinstance(got, str):
                     return StepResult(
@@ -167,7 +170,7 @@ def run_plan(
             InputVersion(d, *current[d])
             for d in graph.parents[task.asset]
             if d in current and all(d != i.version.asset for i in inputs)
-        ) + reads.deps(task.asset, inputs)
+        ) + (reads.deps(task.asset, inputs) if reads is not None else ())
         text = describe_ranges(spec.partitions, task.ranges)
         known = current.get(task.asset)
         target = lake.table_ref(spec, known[0] if known else None)
