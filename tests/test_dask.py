@@ -435,11 +435,64 @@ def test_dask_setting_starts_a_spawned_local_cluster_for_the_run_and_closes_it(t
     assert not leftover
 
 
+FORKED = """
+import os, sys
+import polars as pl
+import lakehouse as lh
+
+@lh.asset(partitions=lh.daily(start="2024-05-01", end="2024-05-05"), partition_column="day",
+          max_partitions_per_run=1)
+def forked(ctx: lh.Context) -> pl.DataFrame:
+    return pl.DataFrame({
+        "day": [ctx.partition.start], "value": [ctx.partition.start.day * 10],
+        "pid": [os.getpid()], "parent": [os.getppid()],
+        "late": [os.environ.get("LAKEHOUSE_TEST_LATE_SETTING")],
+        "inherited": ["lakehouse_test_fork_sentinel" in sys.modules],
+    })
+"""
+
+
+def loaded_libraries(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is used on Linux only")
+def test_forkserver_workers_come_from_a_clean_single_threaded_server(tmp_path: Path) -> None:
+    from lakehouse.execution.dask import _start_forkserver
+
+    mod = build_module(tmp_path, FORKED, "forked_assets")
+    serial = lh.Lakehouse(tmp_path / "serial", assets=mod)
+    assert serial.materialize(partitions="all").ok  # Polars and deltalake ran in this process
+    assert _start_forkserver("forkserver")  # the server runs from now on (or ran already)
+    os.environ["LAKEHOUSE_TEST_LATE_SETTING"] = "set after the server started"
+    sys.modules["lakehouse_test_fork_sentinel"] = types.ModuleType("lakehouse_test_fork_sentinel")
+    try:
+        with lh.DaskExecutor(n_workers=2, start_method="forkserver") as ex:
+            lake = lh.Lakehouse(tmp_path / "lake", assets=mod, executor=ex)
+            assert lake.materialize(partitions="all").ok
+            table = lake.read("forked").sort("day")
+            servers = set(table["parent"])
+            assert len(servers) == 1 and os.getpid() not in servers | set(table["pid"])
+            server = servers.pop()
+            # the server never loaded Polars, pyarrow or deltalake, and has no thread to copy
+            maps = loaded_libraries(server)
+            assert "polars" not in maps and "deltalake" not in maps and "pyarrow" not in maps
+            assert len(os.listdir(f"/proc/{server}/task")) == 1
+    finally:
+        os.environ.pop("LAKEHOUSE_TEST_LATE_SETTING", None)
+        sys.modules.pop("lakehouse_test_fork_sentinel", None)
+    assert table["late"].to_list() == ["set after the server started"] * 4  # this process's environment
+    assert table["inherited"].to_list() == [False] * 4
+    assert table.select("day", "value").equals(serial.read("forked").sort("day").select("day", "value"))
+
+
 def test_configuration_errors() -> None:
     with pytest.raises(ConfigError, match="both address= and client="):
         lh.DaskExecutor("tcp://127.0.0.1:1", client=object())
     with pytest.raises(ConfigError, match="n_workers=0"):
         lh.DaskExecutor(n_workers=0)
+    with pytest.raises(ConfigError, match="start_method='fork'"):
+        lh.DaskExecutor(start_method="fork")
     ex = lh.DaskExecutor(start_now=False)
     assert not ex.started and ex.name == "dask" and "not started" in repr(ex)
     ex.close()  # closing an executor that never started is fine
