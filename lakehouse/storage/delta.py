@@ -7,6 +7,7 @@ from the ``DeltaTable`` object we wrote through.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -241,15 +242,21 @@ def _commit_actions(ref: TableRef, version: int) -> list[dict[str, Any]] | None:
     """The actions of one commit of a table, or ``None`` when its file cannot be read.
     Reading the one commit file (~0.3 ms on local disk, one GET on object storage) is
     much cheaper than opening the table or listing its files, which grow with it."""
-    from deltalake.fs import DeltaStorageHandler
-
     try:
-        store = DeltaStorageHandler(ref.uri, dict(ref.storage_options) or None)
+        store = _store(ref.uri, tuple(sorted(ref.storage_options.items())))
         with store.open_input_file(f"_delta_log/{version:020d}.json") as fh:
             text = fh.read().decode("utf-8")
         return [json.loads(line) for line in text.splitlines() if line.strip()]
     except (OSError, ValueError):
         return None
+
+
+@functools.lru_cache(maxsize=64)
+def _store(uri: str, options: tuple[tuple[str, str], ...]) -> Any:
+    """A reader of the files of one table (built once per table and options)."""
+    from deltalake.fs import DeltaStorageHandler
+
+    return DeltaStorageHandler(uri, dict(options) or None)
 
 
 def _step_of(actions: list[dict[str, Any]] | None) -> str | None:
