@@ -473,12 +473,6 @@ def test_hourly_delta_tables_vacuum_erase_and_relayout(tmp_path: Path) -> None:
     assert lake.plan().height == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: a since_last_run read of a Delta table without change data feed "
-    "takes the files added since the consumed version, so the files a compaction or "
-    "relayout rewrote come back as new rows (storage/sources.py delta_changes)",
-)
 def test_since_last_run_reads_after_optimize_see_only_new_rows(tmp_path: Path) -> None:
     import polars as pl
 

@@ -507,6 +507,186 @@ def test_since_last_run_on_a_lakehouse_asset(tmp_path: Path, fmt: str) -> None:
     assert lake.plan().height == 0
 
 
+def _hours(*hours: int) -> list[Any]:
+    import datetime as dt
+
+    return [dt.datetime(2024, 1, 1, h, tzinfo=dt.timezone.utc) for h in hours]
+
+
+@pytest.mark.parametrize("upstream", ["hourly asset", "delta source"])
+def test_since_last_run_on_a_timestamp_partitioned_delta_table(
+    tmp_path: Path, upstream: str
+) -> None:
+    """Hive folders of a timestamp partition are percent-escaped on storage and escaped once
+    more in the Delta log: every new file must still be found."""
+    from deltalake import write_deltalake
+
+    seen: list[list[tuple[Any, int]]] = []
+
+    @lh.asset(write="append", ins={"ev": lh.upstream("ev", since_last_run=True)})
+    def copy(ev: pl.DataFrame) -> pl.DataFrame:
+        seen.append(sorted(ev.select("ts", "x").rows()))
+        return ev
+
+    uri = str(tmp_path / "partner" / "ev")
+
+    def rows(h: int) -> pl.DataFrame:
+        return pl.DataFrame({"ts": _hours(h, h), "x": [10 * h, 10 * h + 1]})
+
+    if upstream == "hourly asset":
+
+        @lh.asset(
+            partitions=lh.hourly(start="2024-01-01-00:00", end="2024-01-01-04:00"),
+            partition_column="ts",
+            code_version="1",
+            format="delta",
+        )
+        def ev(ctx: lh.Context) -> pl.DataFrame:
+            return rows(ctx.partition.start.hour)
+
+        lake = lh.Lakehouse(tmp_path / "wh", assets=[ev, copy])
+
+        def add(h: int) -> None:
+            lake.materialize("ev", partitions=f"2024-01-01-{h:02d}:00")
+
+    else:
+
+        def add(h: int) -> None:
+            mode = "append" if (tmp_path / "partner" / "ev").exists() else "error"
+            write_deltalake(uri, rows(h).to_arrow(), partition_by=["ts"], mode=mode)
+
+        add(0)
+        lake = lh.Lakehouse(tmp_path / "wh", assets=[lh.delta_table(uri, name="ev"), copy])
+    if upstream == "hourly asset":
+        add(0)
+    lake.materialize("copy")
+    add(1)
+    add(2)
+    lake.materialize("copy")
+    add(3)
+    lake.materialize("copy")
+    expected = [sorted(zip(_hours(h, h), [10 * h, 10 * h + 1], strict=True)) for h in range(4)]
+    assert seen == [expected[0], expected[1] + expected[2], expected[3]]
+    assert sorted(lake.read("copy").select("ts", "x").rows()) == sorted(
+        r for rows in expected for r in rows
+    )
+    lake.close()
+
+
+def test_since_last_run_skips_compaction_and_reads_new_rows_it_rewrote(tmp_path: Path) -> None:
+    """New rows that a compaction moved into a file with older rows before the downstream
+    read them are delivered once, from the file they were added in; once that file is
+    vacuumed the read fails with a clear error instead of losing or repeating rows."""
+    n = [0]
+
+    @lh.asset(write="append", code_version="1", format="delta")
+    def raw() -> pl.DataFrame:
+        n[0] += 1
+        return pl.DataFrame({"id": [2 * n[0] - 1, 2 * n[0]]})
+
+    seen: list[list[int]] = []
+
+    @lh.asset(write="append", ins={"raw": lh.upstream("raw", since_last_run=True)})
+    def copy(raw: pl.DataFrame) -> pl.DataFrame:
+        seen.append(sorted(raw["id"]))
+        return raw
+
+    lake = lh.Lakehouse(tmp_path / "wh", assets=[raw, copy])
+    lake.materialize()  # ids 1, 2
+    lake.materialize("raw", force=True)  # 3, 4
+    lake.materialize("raw", force=True)  # 5, 6
+    assert lake.optimize("raw")["action"].to_list() == ["compacted"]  # one file: 1..6
+    lake.materialize("copy")
+    lake.materialize("raw", force=True)  # 7, 8
+    assert lake.optimize("raw")["action"].to_list() == ["compacted"]
+    lake.materialize("copy")
+    assert seen == [[1, 2], [3, 4, 5, 6], [7, 8]]
+    assert sorted(lake.read("copy")["id"]) == list(range(1, 9))
+
+    lake.materialize("raw", force=True)  # 9, 10
+    lake.optimize("raw")
+    lake.vacuum(retain="0s")  # the file holding only 9, 10 is needed by no kept version
+    result = lake.materialize("copy", raise_on_error=False)
+    assert "has been vacuumed" in result.failures["copy"]
+    assert "lake.wipe(downstream)" in result.failures["copy"]
+    assert sorted(lake.read("copy")["id"]) == list(range(1, 9))  # nothing repeated
+    lake.close()
+
+
+def test_since_last_run_after_an_erasure(tmp_path: Path) -> None:
+    """An erasure rewrites the upstream's files without repeating their rows downstream;
+    when it purged versions the downstream had not read yet, the read fails with a clear
+    error, and a wipe of the downstream reloads it in full."""
+    n = [0]
+
+    @lh.asset(write="append", code_version="1", format="delta")
+    def raw() -> pl.DataFrame:
+        n[0] += 1
+        return pl.DataFrame({"id": [2 * n[0] - 1, 2 * n[0]]})
+
+    @lh.asset(write="append", erase_by=["id"], ins={"raw": lh.upstream("raw", since_last_run=True)})
+    def copy(raw: pl.LazyFrame) -> pl.LazyFrame:
+        return raw
+
+    lake = lh.Lakehouse(tmp_path / "wh", assets=[raw, copy])
+    lake.materialize()  # 1, 2
+    lake.materialize("raw", force=True)  # 3, 4
+    lake.materialize("copy")
+    lake.erase("raw", where=pl.col("id") == 1, reason="test")
+    lake.materialize("raw", force=True)  # 5, 6
+    lake.materialize("copy")
+    assert sorted(lake.read("copy")["id"]) == [2, 3, 4, 5, 6]
+
+    lake.materialize("raw", force=True)  # 7, 8: not read before the erasure purges
+    lake.erase("raw", where=pl.col("id") == 2, reason="test")
+    result = lake.materialize("copy", raise_on_error=False)
+    assert "no longer has the log of the versions after" in result.failures["copy"]
+    assert "lake.wipe(downstream)" in result.failures["copy"]
+    assert sorted(lake.read("copy")["id"]) == [3, 4, 5, 6]
+    lake.wipe("copy")
+    lake.materialize("copy")
+    assert sorted(lake.read("copy")["id"]) == [3, 4, 5, 6, 7, 8]
+    lake.close()
+
+
+def test_since_last_run_through_a_delta_relayout(tmp_path: Path) -> None:
+    """The relayout that removes Hive partitioning rewrites every row: the downstream gets
+    the hours written since its last run (read from their partition files, timestamps
+    intact), and later hours once each."""
+    seen: list[list[tuple[Any, int]]] = []
+
+    @lh.asset(
+        partitions=lh.hourly(start="2024-01-01-00:00", end="2024-01-01-04:00"),
+        partition_column="ts",
+        code_version="1",
+        format="delta",
+    )
+    def ev(ctx: lh.Context) -> pl.DataFrame:
+        hours = range(ctx.partition.start.hour, ctx.partition.end.hour)  # one step: 1 or 2 h
+        return pl.DataFrame({"ts": _hours(*hours), "x": list(hours)})
+
+    @lh.asset(write="append", ins={"ev": lh.upstream("ev", since_last_run=True)})
+    def copy(ev: pl.DataFrame) -> pl.DataFrame:
+        seen.append(sorted(ev.select("ts", "x").rows()))
+        return ev
+
+    lake = lh.Lakehouse(tmp_path / "wh", assets=[ev, copy])
+    lake.materialize(partitions="2024-01-01-00:00")
+    lake.materialize("ev", partitions="2024-01-01-01:00..2024-01-01-02:00")
+    row = lake.optimize("ev").row(0, named=True)
+    assert "Hive partitioning by ts removed" in (row["detail"] or "")
+    lake.materialize("copy")
+    lake.materialize("ev", partitions="2024-01-01-03:00")
+    lake.materialize("copy")
+    assert seen == [
+        [(_hours(0)[0], 0)],
+        [(_hours(1)[0], 1), (_hours(2)[0], 2)],
+        [(_hours(3)[0], 3)],
+    ]
+    assert sorted(lake.read("copy")["x"]) == [0, 1, 2, 3]
+    lake.close()
+
+
 # --------------------------------------------------------------------------- freshness
 
 
@@ -693,6 +873,79 @@ def test_property_incremental_files_deliver_every_file_version_once(tmp_path_fac
                 now = sorted(i for ids in present.values() for i in ids)
                 assert sorted(lake.read("feed_now")["id"].to_list()) == now
                 assert sorted(lake.read("feed_log")["id"].to_list()) == sorted(delivered)
+        lake.close()
+
+    check()
+
+
+# ------------------------------------------------------------------ property: Delta
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["append", "hourly"])
+def test_property_delta_since_last_run_delivers_each_row_once(
+    tmp_path_factory: Any, layout: str
+) -> None:
+    """Random writes, optimize() runs (compaction; for the hourly table first the relayout
+    that removes its Hive partitions) and incremental runs: the downstream always holds
+    every row of the upstream exactly once."""
+    import datetime as dt
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    op = st.sampled_from(["write", "optimize", "run"])
+
+    @settings(
+        max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(ops=st.lists(op, min_size=1, max_size=8))
+    def check(ops: list[str]) -> None:
+        root = tmp_path_factory.mktemp("delta_prop")
+        written = [0]
+
+        if layout == "append":
+
+            @lh.asset(write="append", code_version="1", format="delta")
+            def up() -> pl.DataFrame:
+                written[0] += 1
+                return pl.DataFrame({"id": [written[0]]})
+
+        else:
+
+            @lh.asset(
+                partitions=lh.hourly(start="2024-01-01-00:00", end="2024-01-02-00:00"),
+                partition_column="ts",
+                code_version="1",
+                format="delta",
+            )
+            def up(ctx: lh.Context) -> pl.DataFrame:
+                h = ctx.partition.start.hour
+                ts = dt.datetime(2024, 1, 1, h, tzinfo=dt.timezone.utc)
+                return pl.DataFrame({"ts": [ts], "id": [h + 1]})
+
+        @lh.asset(write="append", ins={"up": lh.upstream("up", since_last_run=True)})
+        def down(up: pl.LazyFrame) -> pl.LazyFrame:
+            return up.select("id")
+
+        lake = lh.Lakehouse(root / "wh", assets=[up, down])
+
+        def write() -> None:
+            if layout == "append":
+                lake.materialize("up", force=True)
+            else:
+                lake.materialize("up", partitions=f"2024-01-01-{written[0]:02d}:00")
+                written[0] += 1
+
+        write()
+        for kind in [*ops, "run"]:
+            if kind == "write":
+                write()
+            elif kind == "optimize":
+                lake.optimize("up")
+            else:
+                lake.materialize("down")
+                assert sorted(lake.read("down")["id"]) == list(range(1, written[0] + 1))
         lake.close()
 
     check()

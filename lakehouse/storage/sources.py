@@ -22,6 +22,7 @@ from urllib.parse import unquote
 
 from .._plugins import require
 from ..errors import StorageError
+from . import PROVENANCE_PREFIX
 from .uri import delta_options, redact, resolve, scheme
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -340,14 +341,21 @@ def sql_read(
 
 
 def _delta(
-    asset: str, uri: str, options: Mapping[str, str] | None, version: int | None = None
+    asset: str,
+    uri: str,
+    options: Mapping[str, str] | None,
+    version: int | None = None,
+    missing: StorageError | None = None,
 ) -> Any:
+    """The ``DeltaTable`` at ``version``; ``missing`` is raised when it does not exist."""
     dl = require("deltalake", "delta")
     try:
         return dl.DeltaTable(
             uri, version=version, storage_options=delta_options(uri, options) or None
         )
     except dl.exceptions.TableNotFoundError:
+        if missing is not None:
+            raise missing from None
         raise StorageError(
             f"there is no Delta table at {uri}"
             + ("" if version is None else f" version {version}"),
@@ -375,11 +383,136 @@ def delta_dataset(
     return _delta(asset, uri, options, version).to_pyarrow_dataset()
 
 
+def _stored(path: str) -> str:
+    """A data file's path as stored. The log URI-encodes paths once: the file of a
+    timestamp partition, stored in ``ts=2024-01-01%2000%3A00%3A00.000000/``, is logged as
+    ``ts=2024-01-01%252000%253A00%253A00.000000/...``. Dataset fragments name files as
+    stored, so log paths are decoded once and fragment paths never."""
+    return unquote(path)
+
+
 def _add_paths(dt: Any) -> set[str]:
     import pyarrow as pa
 
     actions = pa.table(dt.get_add_actions(flatten=True))
-    return {unquote(p) for p in actions.column("path").to_pylist()}
+    return {_stored(p) for p in actions.column("path").to_pylist()}
+
+
+def _named(fragment_path: str, paths: set[str]) -> str | None:
+    """Which of ``paths`` (relative to the table, as stored) ``fragment_path`` is: the same
+    or, for a dataset naming files in full, its ending."""
+    if fragment_path in paths:
+        return fragment_path
+    cut = fragment_path.find("/")
+    while cut >= 0:
+        tail = fragment_path[cut + 1 :]
+        if tail in paths:
+            return tail
+        cut = fragment_path.find("/", cut + 1)
+    return None
+
+
+def _commits(
+    uri: str, options: Mapping[str, str] | None, since: int, until: int
+) -> list[list[dict[str, Any]]] | None:
+    """The actions of the commits after ``since`` up to ``until``, read from the JSON log
+    files; None when one cannot be read (the log was cleaned up past a checkpoint, a file
+    system pyarrow cannot open)."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .files import filesystem as arrow_filesystem
+
+    def read(version: int) -> list[dict[str, Any]]:
+        with fs.open_input_stream(f"{root}/{version:020d}.json") as stream:
+            text = stream.read().decode()
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    versions = list(range(since + 1, until + 1))
+    try:
+        fs, root = arrow_filesystem(f"{uri.rstrip('/')}/_delta_log", options)
+        if len(versions) == 1:
+            return [read(versions[0])]
+        with ThreadPoolExecutor(max_workers=min(8, len(versions))) as pool:
+            return list(pool.map(read, versions))
+    except Exception as exc:
+        log.debug("Delta log of %s %s..%s not readable: %s", uri, since, until, exc)
+        return None
+
+
+def _added_files(
+    commits: Iterable[tuple[int, Sequence[Mapping[str, Any]]]],
+) -> tuple[set[str], dict[str, int]]:
+    """The data files added by the commits that change data, as ``(live, moved)``.
+
+    A commit changes no data when lakehouse maintenance made it (``lakehouse.maintenance``
+    in its commit info: compaction, relayout, erasure, wipe) or for its actions with
+    ``dataChange: false`` (any writer's compaction): its added files hold rows that were
+    there before. ``live`` are the added files still in the table at the end; ``moved``
+    maps the added files that such a commit rewrote (compaction, relayout) to the version
+    of that commit: their rows are new but now sit in files mixed with older rows. Files a
+    data-changing commit removed (an overwrite, a delete, an erasure, a wipe) are neither.
+    """
+    marker = PROVENANCE_PREFIX + "maintenance"
+    live: dict[str, None] = {}
+    moved: dict[str, int] = {}
+    for version, actions in commits:
+        info: Mapping[str, Any] = next(
+            (a["commitInfo"] for a in actions if a.get("commitInfo")), {}
+        )
+        kind = info.get(marker)
+        for a in actions:
+            rm = a.get("remove")
+            if not rm or _stored(rm["path"]) not in live:
+                continue
+            path = _stored(rm["path"])
+            del live[path]
+            if not rm.get("dataChange", True) or kind == "optimize":
+                moved[path] = version
+        if kind is not None:
+            continue
+        for a in actions:
+            add = a.get("add")
+            if add and add.get("dataChange", True):
+                live[_stored(add["path"])] = None
+    return set(live), moved
+
+
+def _moved_fragments(
+    asset: str, uri: str, options: Mapping[str, str] | None, since: int, moved: Mapping[str, int]
+) -> list[Any]:
+    """Fragments of the files in ``moved`` (``{path: version of the commit that rewrote
+    it}``), each from the version before that commit, where it was still live."""
+    import pyarrow.fs as pafs
+
+    out: list[Any] = []
+    by_version: dict[int, set[str]] = {}
+    for path, version in moved.items():
+        by_version.setdefault(version, set()).add(path)
+    for version, paths in sorted(by_version.items()):
+        found: dict[str, Any] = {}
+        for f in _delta(asset, uri, options, version - 1).to_pyarrow_dataset().get_fragments():
+            name = _named(f.path, paths)
+            if name is not None:
+                found[name] = f
+        gone = sorted(
+            p
+            for p in paths
+            if p not in found
+            or found[p].filesystem.get_file_info(found[p].path).type == pafs.FileType.NotFound
+        )
+        if gone:
+            raise StorageError(
+                f"rows added to the Delta table at {uri} after version {since} were "
+                f"rewritten by the compaction at version {version}, and the file they were "
+                f"added in ({gone[0]}) has been vacuumed: the new rows can no longer be told "
+                "apart from the older ones",
+                asset=asset,
+                hint="reload the downstream in full (lake.wipe(downstream), then "
+                "materialize it), and read incrementally more often than vacuum removes files",
+            )
+        out.extend(found.values())
+    return out
 
 
 def delta_changes(
@@ -388,8 +521,11 @@ def delta_changes(
     """The rows added to a Delta table after version ``since`` up to ``until``.
 
     With the change data feed enabled: its inserts and update post-images. Otherwise the
-    rows of the data files present at ``until`` and absent at ``since`` (exact for
-    appends; a rewritten file or partition comes back whole).
+    rows of the data files that commits changing data added after ``since`` (exact for
+    appends; a rewritten file or partition comes back whole). Commits that change no data
+    (compaction, relayout and the other ``lakehouse.maintenance`` commits, actions with
+    ``dataChange: false``) add no rows; a new file that such a commit rewrote is read from
+    the version before it, while the file still exists.
     """
     import pyarrow as pa
     import pyarrow.dataset as pads
@@ -432,12 +568,28 @@ def delta_changes(
                 if set(full.schema.names) <= set(table.column_names)
                 else table
             )
-    new = _add_paths(dt) - _add_paths(_delta(asset, uri, options, since))
-    fragments = (
-        [f for f in full.get_fragments() if any(unquote(f.path).endswith(p) for p in new)]
-        if new
-        else []
-    )
+    commits = _commits(uri, options, since, until)
+    moved: dict[str, int] = {}
+    if commits is None:  # without the log: the files present at until and not at since
+        gone = StorageError(
+            f"the Delta table at {uri} no longer has the log of the versions after {since}, "
+            "the version read last: the rows added since cannot be told apart from the "
+            "older ones (an erasure purges the table's history; log cleanup removes old "
+            "commits)",
+            asset=asset,
+            hint="reload the downstream in full (lake.wipe(downstream), then materialize it)",
+        )
+        new = _add_paths(dt) - _add_paths(_delta(asset, uri, options, since, missing=gone))
+    else:
+        live, moved = _added_files(zip(range(since + 1, until + 1), commits, strict=True))
+        new = live & _add_paths(dt)
+    fragments = []
+    if new:
+        for f in full.get_fragments():
+            if _named(f.path, new) is not None:
+                fragments.append(f)
+    if moved:
+        fragments.extend(_moved_fragments(asset, uri, options, since, moved))
     return pads.FileSystemDataset(fragments, full.schema, full.format, full.filesystem)
 
 
