@@ -10,8 +10,9 @@ invocation:
               starts in the background while the run is planned) to the end of the run;
               the shutdown is reported separately, and the same partitions are run again
               on the started cluster;
+* forkserver  the same with ``lh.DaskExecutor(n_workers=2, start_method="forkserver")``;
 
-both on a new table (its first partition is written alone, as it creates the table) and
+all on a new table (its first partition is written alone, as it creates the table) and
 on a table that exists already (one other partition written before the clock starts);
 * per-step overhead: 16 partitions that do no work, serial and on an already started
   two-worker cluster (wall time per step; Dask's column is the extra cost of shipping
@@ -78,6 +79,7 @@ import importlib.util, json, resource, sys, time
 t0 = time.perf_counter()
 import lakehouse as lh
 mode, lake_dir, project, seeded = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "seeded"
+method = sys.argv[5] if len(sys.argv) > 5 else "spawn"  # DaskExecutor(start_method=)
 spec = importlib.util.spec_from_file_location("bench_project", project)
 mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
 SIXTEEN = "2024-01-01..2024-01-16"
@@ -85,6 +87,13 @@ SIXTEEN = "2024-01-01..2024-01-16"
 def cpu(who=resource.RUSAGE_SELF):
     r = resource.getrusage(who)
     return r.ru_utime + r.ru_stime
+
+def workers_cpu(ex):
+    # the worker processes since they started, and the fork server they came from (if any)
+    import os, psutil
+    pids = set(ex.client.run(os.getpid).values())
+    pids |= set(ex.client.run(os.getppid).values()) - {os.getpid()}
+    return sum(sum(psutil.Process(p).cpu_times()[:2]) for p in pids)
 
 def main():
     out = {}
@@ -98,21 +107,19 @@ def main():
         out["seconds"] = time.perf_counter() - t1
         out["cpu"] = cpu() - c1
     elif mode == "dask":
-        c1, w1 = cpu(), cpu(resource.RUSAGE_CHILDREN)
+        c1 = cpu()
         t1 = time.perf_counter()  # the cluster starts in the background while the run is planned
-        ex = lh.DaskExecutor(n_workers=2, threads_per_worker=1)
+        ex = lh.DaskExecutor(n_workers=2, threads_per_worker=1, start_method=method)
         lake = lh.Lakehouse(lake_dir, assets=mod, executor=ex)
         res = lake.materialize(partitions=SIXTEEN, progress=False)
         out["seconds"] = time.perf_counter() - t1
         out["cpu"] = cpu() - c1
+        out["workers_cpu"] = workers_cpu(ex)
         t2 = time.perf_counter()
         ex.close()
         out["close"] = time.perf_counter() - t2
-        # CPU of the worker processes over their whole life (their start included; they are
-        # children of this process, counted once they have exited)
-        out["workers_cpu"] = cpu(resource.RUSAGE_CHILDREN) - w1
         t3 = time.perf_counter()  # the same partitions again on the started cluster
-        with lh.DaskExecutor(n_workers=2, threads_per_worker=1) as ex:
+        with lh.DaskExecutor(n_workers=2, threads_per_worker=1, start_method=method) as ex:
             t4 = time.perf_counter()
             lake = lh.Lakehouse(lake_dir, assets=mod, executor=ex)
             res = lake.materialize(partitions=SIXTEEN, force=True, progress=False)
@@ -141,7 +148,7 @@ if __name__ == "__main__":
 """
 
 
-def run(*args: str) -> dict[str, float]:
+def run(*args: str) -> dict[str, float]:  # one measurement in a fresh process
     proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=900)
     if proc.returncode:
@@ -168,42 +175,47 @@ def main() -> None:
         idle.write_text(textwrap.dedent(PROJECT.format(loops=0, end=PARTITIONS + 2)))
         runner = Path(tmp) / "run.py"
         runner.write_text(RUN)
-        kinds = ("serial", "dask", "serial_seeded", "dask_seeded", "serial_warm", "dask_warm")
+        kinds = ("serial", "dask", "forkserver", "serial_seeded", "dask_seeded", "forkserver_seeded",
+                 "serial_warm", "dask_warm")
         results: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
         for i in range(args.repeat):
             for kind in kinds:
                 mode, _, seeded = kind.partition("_")
                 mode = kind if seeded == "warm" else mode
+                method = "spawn"
+                if mode == "forkserver":
+                    mode, method = "dask", "forkserver"
                 project = idle if seeded == "warm" else busy
-                results[kind].append(run(str(runner), mode, f"{tmp}/{kind}-{i}", str(project), seeded or "new"))
+                results[kind].append(run(str(runner), mode, f"{tmp}/{kind}-{i}", str(project), seeded or "new",
+                                         method))
         for mode, rs in results.items():
             for r in rs:
                 assert r["steps"] == PARTITIONS and r["rows"] == PARTITIONS, (mode, r)
 
-    def times(kind: str) -> tuple[float, ...]:
-        rs = results[kind], results[kind.replace("serial", "dask")]
-        return (med(r["seconds"] for r in rs[0]), med(r["seconds"] for r in rs[1]),
-                med(r["start_alone"] for r in rs[1]), med(r["started"] for r in rs[1]),
-                med(r["close"] for r in rs[1]))
+    def best(kind: str, key: str) -> float:
+        return med(r[key] for r in results[kind])
+
     ideal_task = loops * per_loop
-    s_over = med(r["seconds"] for r in results["serial_warm"]) / PARTITIONS
-    d_over = med(r["seconds"] for r in results["dask_warm"]) / PARTITIONS * 2  # 2 workers in parallel
+    s_over = best("serial_warm", "seconds") / PARTITIONS
+    d_over = best("dask_warm", "seconds") / PARTITIONS * 2  # 2 workers in parallel
     load = os.getloadavg()[0]
-    print(f"work per partition (pure Python, GIL held): {ideal_task:.3f} s; {PARTITIONS} partitions; "
+    cores = min(2, os.cpu_count() or 2)  # two single-threaded workers
+    print(f"work per partition (pure Python, GIL held): {ideal_task:.3f} s of CPU; {PARTITIONS} partitions; "
           f"{os.cpu_count()} CPUs; load average {load:.1f}")
-    for kind, label in (("serial", "new table"), ("serial_seeded", "table exists")):
-        serial, dask, start, started, close = times(kind)
-        print(f"[{label}] serial {serial:.2f} s; dask {dask:.2f} s with the cluster start (a start alone: "
-              f"{start:.2f} s); the close afterwards {close:.2f} s")
-        print(f"[{label}] speed-up serial / dask, cluster start included: {serial / dask:.2f}x (target >= 1.6x); "
-              f"with the close too: {serial / (dask + close):.2f}x; on a started cluster: {serial / started:.2f}x")
-        cores = min(2, os.cpu_count() or 2)  # two single-threaded workers
-        s_cpu = med(r["cpu"] for r in results[kind])
-        d_main = med(r["cpu"] for r in results[kind.replace("serial", "dask")])
-        d_workers = med(r["workers_cpu"] for r in results[kind.replace("serial", "dask")])
-        print(f"[{label}] CPU seconds: serial {s_cpu:.2f}; dask {d_main + d_workers:.2f} (coordinator {d_main:.2f}, "
-              f"workers {d_workers:.2f}, their start included): even with both CPUs busy all the time the "
-              f"speed-up could be at most {cores * s_cpu / (d_main + d_workers):.2f}x")
+    for seeded, label in (("", "new table"), ("_seeded", "table exists")):
+        serial, s_cpu = best("serial" + seeded, "seconds"), best("serial" + seeded, "cpu")
+        print(f"[{label}] serial {serial:.2f} s ({s_cpu:.2f} s of CPU)")
+        for kind, how in (("dask", "spawn (default)"), ("forkserver", "start_method='forkserver'")):
+            kind += seeded
+            dask, start, started = best(kind, "seconds"), best(kind, "start_alone"), best(kind, "started")
+            close, d_main, d_workers = best(kind, "close"), best(kind, "cpu"), best(kind, "workers_cpu")
+            print(f"[{label}] dask, {how}: {dask:.2f} s with the cluster start (a start alone: {start:.2f} s; "
+                  f"the close afterwards: {close:.2f} s)")
+            print(f"[{label}]   speed-up serial / dask, cluster start included: {serial / dask:.2f}x (target >= 1.6x); "
+                  f"with the close too: {serial / (dask + close):.2f}x; on a started cluster: {serial / started:.2f}x")
+            print(f"[{label}]   CPU seconds: {d_main + d_workers:.2f} (coordinator {d_main:.2f}, workers "
+                  f"{d_workers:.2f} with their start): with both CPUs busy all the time the speed-up could be at "
+                  f"most {cores * s_cpu / (d_main + d_workers):.2f}x")
     print(f"per-step overhead (no work, table exists):   serial {s_over * 1000:.0f} ms, "
           f"dask {d_over * 1000:.0f} ms per step per worker (+{(d_over - s_over) * 1000:.0f} ms for shipping)")
 

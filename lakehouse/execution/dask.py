@@ -91,9 +91,9 @@ class DaskExecutor:
         start_method: how the local cluster starts its worker processes. ``"spawn"``
             (default): each worker is a fresh interpreter that imports Dask itself.
             ``"forkserver"`` (Linux): a clean server process is spawned at once, imports
-            Dask only (never Polars, deltalake or pyarrow, whose imports start threads)
-            while this process imports it too, and forks every worker (and every
-            restarted one) from itself; the workers start about a third sooner and the
+            Dask and lakehouse's step modules (never Polars, deltalake or pyarrow, whose
+            imports start threads) while this process imports Dask too, and forks every
+            worker (and every restarted one) from itself; the workers start about a third sooner and the
             Dask import is paid once instead of once per worker. The server lives until
             this process exits; workers get this process's environment as it is when the
             cluster starts. Never ``"fork"``: a forked copy of a process that has used
@@ -360,7 +360,7 @@ def _shutdown(client: Any, cluster: Any, owns_client: bool) -> None:
 
 
 def _start_forkserver(method: str) -> bool:
-    """Launch the fork server (preloading Dask only) for ``method="forkserver"``.
+    """Launch the fork server (preloading Dask and lakehouse) for ``method="forkserver"``.
 
     Returns whether workers can be forked from it: ``False`` off Linux, and when another
     part of this program already started a fork server with other preloads (it might
@@ -389,9 +389,11 @@ def _start_forkserver(method: str) -> bool:
     return True
 
 
-#: What the fork server imports before it forks workers: Dask only (importing Polars,
-#: pyarrow or deltalake starts threads, and a process with threads must not fork).
-_FORKSERVER_PRELOAD = ("distributed",)
+#: What the fork server imports before it forks workers: Dask and the pure-Python part
+#: of lakehouse a step runs on, never Polars, pyarrow, deltalake or DuckDB (importing them
+#: starts threads, and a process with threads must not fork; ``import lakehouse`` and
+#: these modules import none of them).
+_FORKSERVER_PRELOAD = ("distributed", "lakehouse.execution.dask", "lakehouse.execution.publish")
 
 
 def _keep_dask_from_preloading() -> None:
