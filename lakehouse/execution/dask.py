@@ -393,7 +393,14 @@ def _start_forkserver(method: str) -> bool:
 #: of lakehouse a step runs on, never Polars, pyarrow, deltalake or DuckDB (importing them
 #: starts threads, and a process with threads must not fork; ``import lakehouse`` and
 #: these modules import none of them).
-_FORKSERVER_PRELOAD = ("distributed", "lakehouse.execution.dask", "lakehouse.execution.publish")
+_FORKSERVER_PRELOAD = (
+    "distributed",
+    "lakehouse.execution.dask",
+    "lakehouse.execution.publish",
+    "lakehouse.execution.column_probe",
+    "lakehouse.engines.column_lineage",
+    "lakehouse.storage.delta",
+)
 
 
 def _keep_dask_from_preloading() -> None:
