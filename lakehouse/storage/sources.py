@@ -445,13 +445,13 @@ def _added_files(
 ) -> tuple[set[str], dict[str, int]]:
     """The data files added by the commits that change data, as ``(live, moved)``.
 
-    A commit changes no data when lakehouse maintenance made it (``lakehouse.maintenance``
-    in its commit info: compaction, relayout, erasure, wipe) or for its actions with
-    ``dataChange: false`` (any writer's compaction): its added files hold rows that were
+    A commit adds no new rows when lakehouse maintenance made it (``lakehouse.maintenance``
+    in its commit info: compaction, relayout, erasure, wipe), nor do its actions with
+    ``dataChange: false`` (any writer's compaction): the files they add hold rows that were
     there before. ``live`` are the added files still in the table at the end; ``moved``
-    maps the added files that such a commit rewrote (compaction, relayout) to the version
-    of that commit: their rows are new but now sit in files mixed with older rows. Files a
-    data-changing commit removed (an overwrite, a delete, an erasure, a wipe) are neither.
+    maps the added files that a compaction or relayout rewrote to the version of that
+    commit: their rows are new but now sit in files mixed with older rows. Added files
+    that a later commit deleted (an overwrite, a delete, an erasure, a wipe) are neither.
     """
     marker = PROVENANCE_PREFIX + "maintenance"
     live: dict[str, None] = {}
@@ -491,7 +491,15 @@ def _moved_fragments(
         by_version.setdefault(version, set()).add(path)
     for version, paths in sorted(by_version.items()):
         found: dict[str, Any] = {}
-        for f in _delta(asset, uri, options, version - 1).to_pyarrow_dataset().get_fragments():
+        gone_log = StorageError(
+            f"rows added to the Delta table at {uri} after version {since} were rewritten "
+            f"by the compaction at version {version}, and version {version - 1} that still "
+            "names the files they were added in is no longer in the log",
+            asset=asset,
+            hint="reload the downstream in full (lake.wipe(downstream), then materialize it)",
+        )
+        before = _delta(asset, uri, options, version - 1, missing=gone_log)
+        for f in before.to_pyarrow_dataset().get_fragments():
             name = _named(f.path, paths)
             if name is not None:
                 found[name] = f
