@@ -6,6 +6,7 @@ when it is opened, and a catalog written by a newer lakehouse is refused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -184,8 +185,10 @@ def _dump_inputs(inputs: Iterable[InputVersion]) -> str:
     return json.dumps([[i.asset, i.version, i.seq] for i in inputs], separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=8192)
 def _load_inputs(text: str | None) -> tuple[InputVersion, ...]:
-    if not text:
+    """The input versions stored as JSON (cached: many state rows share the same text)."""
+    if not text or text == "[]":
         return ()
     return tuple(InputVersion(a, v, int(s)) for a, v, s in json.loads(text))
 
@@ -315,17 +318,19 @@ def _state_overlapping(
 
 
 def _as_state_row(r: Any) -> StateRow:
+    """A :class:`StateRow` from a row of ``select(state_table)`` (columns in table order)."""
+    asset, pstart, pend, mat_id, version, seq, code_version, inputs, at, rows = r
     return StateRow(
-        r.asset,
-        int(r.pstart),
-        int(r.pend),
-        int(r.mat_id),
-        r.version,
-        int(r.seq),
-        r.code_version,
-        _load_inputs(r.inputs),
-        float(r.materialized_at),
-        r.rows,
+        asset,
+        int(pstart),
+        int(pend),
+        int(mat_id),
+        version,
+        int(seq),
+        code_version,
+        _load_inputs(inputs),
+        float(at),
+        rows,
     )
 
 
