@@ -306,3 +306,36 @@ def test_a_run_costs_two_catalog_transactions(tmp_path: Path, monkeypatch: pytes
     sa.event.listen(lake.catalog.engine, "commit", lambda conn: commits.append(1))
     res = lake.materialize()
     assert len(res.materialized) == 12 and len(commits) == 2
+
+
+def test_heartbeat_renews_leases_and_marks_finished_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a run lasts longer than its lease period, its leases stay alive; a finished
+    step's lease turns "committed" shortly after (without waiting for the run's end)."""
+    monkeypatch.setenv("LAKEHOUSE_LEASE_SECONDS", "0.6")
+
+    @lh.asset(name="quick")
+    def quick() -> pl.DataFrame:
+        return pl.DataFrame({"x": [1]})
+
+    @lh.asset(name="slow")
+    def slow(quick: pl.DataFrame) -> pl.DataFrame:
+        time.sleep(2.0)
+        return quick
+
+    lake = lh.Lakehouse(tmp_path / "lake", assets=[quick, slow])
+    watcher = SqlCatalog(lake.settings.catalog_url)
+    seen: list[tuple[float, dict[str, Any]]] = []
+    runner = threading.Thread(target=lake.materialize)
+    runner.start()
+    while runner.is_alive():
+        now = time.time()
+        seen.extend((now, r) for r in watcher.leases())
+        time.sleep(0.05)
+    runner.join()
+    watcher.close()
+    late = [r for t, r in seen if r["asset"] == "slow" and t > seen[0][0] + 1.2]
+    assert late and all(r["expires_at"] > t for t, r in seen if r["asset"] == "slow")
+    assert any(r["asset"] == "quick" and r["state"] == "committed" for _, r in seen)
+    assert lake.catalog.leases() == []

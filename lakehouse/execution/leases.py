@@ -68,40 +68,39 @@ class Leases:
         self.poll = poll
         self.enabled = hasattr(catalog, "acquire_lease")
         self._known = {k: {r.mat_id for r in rows} for k, rows in state.items()}
-        self._stop = threading.Event()
-        self._wake = threading.Event()  # set when a step finished: markers to write
-        # "committed" markers of finished steps, written with the run's next lease
-        # transaction (or heartbeat) instead of one transaction each
+        self._stop = threading.Event()  # set when the run ends (stops waiting steps)
+        # "committed" markers of finished steps, written in batches by the heartbeat
+        # instead of one transaction each
         self._pending: list[dict[str, Any]] = []
         self._pending_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._renew_at = time.monotonic() + self.ttl / 3
+        self._flush_at: float | None = None
         if self.enabled:
-            self._thread = threading.Thread(
-                target=self._heartbeat, name="lakehouse-lease", daemon=True
-            )
-            self._thread.start()
+            _HEARTBEAT.add(self)
 
-    def _heartbeat(self) -> None:
-        """Renew the run's leases every ``ttl / 3``; write "committed" markers within
-        ``FLUSH_DELAY`` of a step finishing (batched), so a run waiting for one of these
-        ranges stops waiting without a catalog transaction per step."""
-        renew_at = time.monotonic() + self.ttl / 3
-        while not self._stop.is_set():
-            if self._wake.wait(max(0.0, renew_at - time.monotonic())):
-                if self._stop.wait(FLUSH_DELAY):
-                    break
-                self._wake.clear()
-                try:
-                    self._flush()
-                except Exception as exc:
-                    log.warning("could not mark the leases of run %s: %s", self.run_id, exc)
-                continue
+    def _due(self) -> float:
+        """When the heartbeat must next act for this run (monotonic clock)."""
+        return self._renew_at if self._flush_at is None else min(self._renew_at, self._flush_at)
+
+    def _tick(self, now: float) -> None:
+        """Heartbeat work: write markers ``FLUSH_DELAY`` after a step finished (batched),
+        so a run waiting for one of these ranges stops waiting without a catalog
+        transaction per step; renew the leases every ``ttl / 3``."""
+        if self._stop.is_set():
+            return
+        if self._flush_at is not None and now >= self._flush_at:
+            self._flush_at = None
+            try:
+                self._flush()
+            except Exception as exc:
+                log.warning("could not mark the leases of run %s: %s", self.run_id, exc)
+        if now >= self._renew_at:
+            self._renew_at = now + self.ttl / 3
             try:
                 self._flush()
                 self.catalog.renew_leases(self.run_id, self.ttl)
             except Exception as exc:
                 log.warning("could not renew the leases of run %s: %s", self.run_id, exc)
-            renew_at = time.monotonic() + self.ttl / 3
 
     def _take_pending(self) -> list[dict[str, Any]]:
         with self._pending_lock:
@@ -143,9 +142,7 @@ class Leases:
         never see the partitions as neither leased nor recorded; if the run dies first
         they expire (or recovery releases them)."""
         self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        _HEARTBEAT.remove(self)
 
     def submit(self, step: Step, run: Callable[[Step], Future[StepResult]]) -> Future[StepResult]:
         """Lease the step's range, then ``run(step)``; the lease is released when it ends."""
@@ -221,7 +218,9 @@ class Leases:
                         "code_version": step.code_version,
                     }
                 )
-            self._wake.set()
+            if self._flush_at is None:
+                self._flush_at = time.monotonic() + FLUSH_DELAY
+                _HEARTBEAT.poke()
             return
         self._release(step, start, end)
 
@@ -287,6 +286,50 @@ class Leases:
             rows=None,
             extra={"done_by_other_run": True},
         )
+
+
+class _Heartbeat:
+    """One daemon thread per process acts for every live run's :class:`Leases` (renewal
+    and batched markers); starting a thread per run would cost more than a small run's
+    catalog work."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[int, Leases] = {}
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, leases: Leases) -> None:
+        with self._lock:
+            self._runs[id(leases)] = leases
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="lakehouse-lease", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def remove(self, leases: Leases) -> None:
+        with self._lock:
+            self._runs.pop(id(leases), None)
+
+    def poke(self) -> None:
+        """Re-read the schedule (a run now has markers to write)."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                runs = list(self._runs.values())
+            due = min((r._due() for r in runs), default=None)
+            timeout = None if due is None else max(0.0, due - time.monotonic())
+            if self._wake.wait(timeout):
+                self._wake.clear()
+                continue
+            now = time.monotonic()
+            for r in runs:
+                r._tick(now)
+
+
+_HEARTBEAT = _Heartbeat()
 
 
 def span(ranges: Any) -> tuple[int, int]:
