@@ -212,7 +212,10 @@ def _mark_committed(conn: Connection, run_id: str, markers: Iterable[Mapping[str
                 t.c.pend == m["end"],
             )
             .values(
-                state="committed", version=m["version"], seq=m["seq"], code_version=m["code_version"]
+                state="committed",
+                version=m["version"],
+                seq=m["seq"],
+                code_version=m["code_version"],
             )
         )
 
@@ -741,7 +744,6 @@ class SqlCatalog(Catalog):
         see whether another run wrote its partitions since it was planned without a
         second round trip. ``commit`` holds this run's finished leases to turn into
         "committed" markers first (see :meth:`commit_lease`)."""
-        t = leases_table
 
         def tx(conn: Connection) -> tuple[str | None, list[StateRow], list[dict[str, Any]]]:
             _mark_committed(conn, run_id, commit)

@@ -49,7 +49,8 @@ def lease_seconds() -> float:
 
 
 class Leases:
-    """The leases of one run: acquire before a step, release after it, renew meanwhile."""
+    """The leases of one run: taken when it begins (a range another run held then: right
+    before its step), renewed by the process's heartbeat, deleted when the run is recorded."""
 
     def __init__(
         self,
@@ -149,7 +150,7 @@ class Leases:
         if not self.enabled:
             return run(step)
         asset = step.asset
-        start, end = _span(step)
+        start, end = span(step.ranges)
         pre = self._taken.pop((asset, start, end), None)
         if pre is not None and pre[0] is None:  # leased when the run began
             return self._start(step, run, start, end, (pre[1], pre[2]))
@@ -303,7 +304,9 @@ class _Heartbeat:
         with self._lock:
             self._runs[id(leases)] = leases
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="lakehouse-lease", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, name="lakehouse-lease", daemon=True
+                )
                 self._thread.start()
         self._wake.set()
 
@@ -336,9 +339,6 @@ def span(ranges: Any) -> tuple[int, int]:
     """``(start, end)`` of the lease covering a step's partition ranges."""
     return (ranges.ranges[0][0], ranges.ranges[-1][1]) if ranges else (0, 1)
 
-
-def _span(step: Step) -> tuple[int, int]:
-    return span(step.ranges)
 
 
 def _chain(src: Future[StepResult], dst: Future[StepResult]) -> None:
