@@ -14,7 +14,6 @@ change to asset 25 exactly 25 and its descendants recompute; import lakehouse <=
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
 import os
 import subprocess
@@ -22,6 +21,8 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
+
+from _common import compile_package
 
 N = 50
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,9 +111,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    # measure the package as installed (a wheel install writes bytecode; this machine
-    # sets PYTHONDONTWRITEBYTECODE, which would recompile lakehouse in every process)
-    compileall.compile_dir(str(ROOT / "lakehouse"), quiet=1)
+    compile_package()
     first, base, noop, noop_warm, imports = [], [], [], [], []
     first_total, base_total = [], []
     changed_ok = True

@@ -16,7 +16,6 @@ Targets: the ratios of Delta on local disk (graph <= 1.2x, 365 partitions <= 1.5
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
 import logging
 import socket
@@ -27,6 +26,8 @@ import tempfile
 import textwrap
 import uuid
 from pathlib import Path
+
+from _common import compile_package
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 50
@@ -258,9 +259,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--cases", default="iceberg-local,iceberg-s3,delta-s3")
     args = ap.parse_args()
-    # measure the package as installed (a wheel install writes bytecode; this machine
-    # sets PYTHONDONTWRITEBYTECODE, which would recompile lakehouse in every process)
-    compileall.compile_dir(str(ROOT / "lakehouse"), quiet=1)
+    compile_package()
     cases = [tuple(c.split("-")) for c in args.cases.split(",") if c]
     med = statistics.median
     with S3() as s3:

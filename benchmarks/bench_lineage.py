@@ -28,6 +28,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from _common import compile_package
+
 ROOT = Path(__file__).resolve().parents[1]
 N_POLARS, N_SQL, ROWS = 30, 10, 10_000
 
@@ -134,6 +136,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    compile_package()
     res: dict[str, list[float]] = {k: [] for k in ("first_on", "first_off", "hot_on", "hot_off", "hot_ol")}
     analysis: list[dict[str, float]] = []
     emit_ms: list[float] = []

@@ -37,6 +37,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from _common import compile_package
+
 ROOT = Path(__file__).resolve().parents[1]
 
 COMMON = textwrap.dedent("""
@@ -143,6 +145,7 @@ def main() -> None:
     ap.add_argument("--formats", default="delta,iceberg")
     ap.add_argument("--layouts", default="daily,monthly-append")
     args = ap.parse_args()
+    compile_package()
     days = str(args.days)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

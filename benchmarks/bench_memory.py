@@ -35,6 +35,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _common import compile_package
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path.home() / ".cache" / "lakehouse-bench" / "tpch-sf1"
 
@@ -115,6 +117,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = ap.parse_args()
+    compile_package()
     data = ensure_data(args.data.expanduser())
     med = statistics.median
     mib = 2**20

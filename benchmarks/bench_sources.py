@@ -30,6 +30,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from _common import compile_package
+
 ROOT = Path(__file__).resolve().parents[1]
 
 MAKE_FILES = textwrap.dedent("""
@@ -146,6 +148,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=200)
     ap.add_argument("--rows", type=int, default=10_000)
     args = ap.parse_args()
+    compile_package()
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         # 1. observing
