@@ -93,9 +93,9 @@ class DaskExecutor:
             ``"forkserver"`` (Linux): a clean server process is spawned at once, imports
             Dask and lakehouse's step modules (never Polars, deltalake or pyarrow, whose
             imports start threads) while this process imports Dask too, and forks every
-            worker (and every restarted one) from itself; the workers start about a third sooner and the
-            Dask import is paid once instead of once per worker. The server lives until
-            this process exits; workers get this process's environment as it is when the
+            worker (and every restarted one) from itself; the workers start sooner, and
+            Dask is imported once instead of once per worker. The server lives until this
+            process exits; workers get this process's environment as it is when the
             cluster starts. Never ``"fork"``: a forked copy of a process that has used
             deltalake or Polars deadlocks or panics.
 
@@ -130,13 +130,15 @@ class DaskExecutor:
             raise ConfigError("DaskExecutor got both address= and client=", hint="pass one of them")
         if start_method not in START_METHODS:
             raise ConfigError(
-                f"DaskExecutor(start_method={start_method!r}) is not one of {', '.join(START_METHODS)}",
-                hint="use 'spawn' (the default) or 'forkserver'; 'fork' is unsafe once deltalake or "
-                "Polars ran in this process",
+                f"DaskExecutor(start_method={start_method!r}) is not one of "
+                f"{', '.join(START_METHODS)}",
+                hint="use 'spawn' (the default) or 'forkserver'; 'fork' is unsafe once deltalake "
+                "or Polars ran in this process",
             )
         if n_workers < 1 or threads_per_worker < 1:
             raise ConfigError(
-                f"DaskExecutor(n_workers={n_workers}, threads_per_worker={threads_per_worker}) needs both >= 1",
+                f"DaskExecutor(n_workers={n_workers}, threads_per_worker={threads_per_worker}) "
+                "needs both >= 1",
                 hint="e.g. DaskExecutor(n_workers=2)",
             )
         self.address = address
@@ -158,7 +160,9 @@ class DaskExecutor:
         self._seq = 0
         self._start_error: BaseException | None = None
         if start_now and client is None:
-            threading.Thread(target=self._start_in_background, name="lakehouse-dask-start", daemon=True).start()
+            threading.Thread(
+                target=self._start_in_background, name="lakehouse-dask-start", daemon=True
+            ).start()
 
     def _start_in_background(self) -> None:
         try:
@@ -188,7 +192,10 @@ class DaskExecutor:
         with self._lock:
             if self._client is not None:
                 return self
-            if self._start_error is not None and threading.current_thread().name != "lakehouse-dask-start":
+            if (
+                self._start_error is not None
+                and threading.current_thread().name != "lakehouse-dask-start"
+            ):
                 error, self._start_error = self._start_error, None
                 raise error
             # the fork server is launched before this process imports Dask, which takes
@@ -204,12 +211,13 @@ class DaskExecutor:
             if address:
                 try:
                     self._client = distributed.Client(  # type: ignore[no-untyped-call]
-                        address, set_as_default=False, timeout=self.timeout)
+                        address, set_as_default=False, timeout=self.timeout
+                    )
                 except (OSError, TimeoutError) as exc:
                     raise ConfigError(
                         f"cannot reach the Dask scheduler at {address}: {exc}",
-                        hint="check the address and that `dask scheduler` runs there, or use DaskExecutor() "
-                        "for a local cluster",
+                        hint="check the address and that `dask scheduler` runs there, or use "
+                        "DaskExecutor() for a local cluster",
                     ) from exc
             else:
                 # Pinned globally, not in a context: the nanny reads it again whenever it
@@ -238,15 +246,19 @@ class DaskExecutor:
                 with dask.config.set(settings):
                     self._cluster = distributed.LocalCluster(**options)  # type: ignore[no-untyped-call]
                 self._client = distributed.Client(  # type: ignore[no-untyped-call]
-                    self._cluster, set_as_default=False)
-            self._finalizer = weakref.finalize(self, _shutdown, self._client, self._cluster,
-                                               self._given_client is None)
+                    self._cluster, set_as_default=False
+                )
+            self._finalizer = weakref.finalize(
+                self, _shutdown, self._client, self._cluster, self._given_client is None
+            )
             # Warm every worker now, while the coordinator plans: the imports a first step
             # would otherwise pay for (about a second on a fresh worker) happen meanwhile.
             try:
                 workers = list(self._client.scheduler_info().get("workers", {}))
-                self._warming = [self._client.submit(_warm, workers=[w], pure=False, key=f"lakehouse-warm-{w}")
-                                 for w in workers]
+                self._warming = [
+                    self._client.submit(_warm, workers=[w], pure=False, key=f"lakehouse-warm-{w}")
+                    for w in workers
+                ]
             except Exception:
                 self._warming = []
             return self
@@ -270,7 +282,9 @@ class DaskExecutor:
         self.close()
 
     def __repr__(self) -> str:
-        where = self.address or ("client" if self._given_client is not None else f"local x{self.n_workers}")
+        where = self.address or (
+            "client" if self._given_client is not None else f"local x{self.n_workers}"
+        )
         return f"DaskExecutor({where}, {'started' if self.started else 'not started'})"
 
     # -- the Executor seam -----------------------------------------------------------------
@@ -291,11 +305,16 @@ class DaskExecutor:
         try:
             payload = self._dumps(step)
         except Exception as exc:
-            out.set_result(_failure(
-                step, f"cannot ship the step to the Dask workers: {type(exc).__name__}: {exc}",
-                "PicklingError", worker="coordinator",
-                hint="asset functions must be picklable: avoid closing over locks, connections or open files",
-            ))
+            out.set_result(
+                _failure(
+                    step,
+                    f"cannot ship the step to the Dask workers: {type(exc).__name__}: {exc}",
+                    "PicklingError",
+                    worker="coordinator",
+                    hint="asset functions must be picklable: avoid closing over locks, "
+                    "connections or open files",
+                )
+            )
             return out
         client = self.client
         with self._lock:
@@ -473,21 +492,32 @@ def _settle(fut: Any, step: Step) -> StepResult:
             return _with_source_file(value, step)
         _, worker, text = value
         return _failure(
-            step, f"the worker could not load the step: {text}", "PicklingError", worker=worker,
+            step,
+            f"the worker could not load the step: {text}",
+            "PicklingError",
+            worker=worker,
             hint="install the module defining the asset on the workers, or ship it with "
             "DaskExecutor(by_value=['module'])",
         )
     if status == "cancelled":
-        return _failure(step, "the Dask cluster cancelled the step (scheduler restarted or client disconnected)",
-                        "CancelledError", retryable=True)
+        return _failure(
+            step,
+            "the Dask cluster cancelled the step (scheduler restarted or client disconnected)",
+            "CancelledError",
+            retryable=True,
+        )
     exc = fut.exception()
     last = getattr(exc, "last_worker", None)
     if last is not None:
         worker = getattr(last, "address", str(last))
         return _failure(
-            step, f"every worker that ran this step died ({exc})", "KilledWorker", worker=worker,
-            hint="a step that kills its worker is often out of memory: return a pl.LazyFrame so the write "
-            "streams, lower max_partitions_per_run, or raise the workers' memory_limit",
+            step,
+            f"every worker that ran this step died ({exc})",
+            "KilledWorker",
+            worker=worker,
+            hint="a step that kills its worker is often out of memory: return a pl.LazyFrame "
+            "so the write streams, lower max_partitions_per_run, or raise the workers' "
+            "memory_limit",
         )
     return _failure(step, f"{type(exc).__name__}: {exc}", type(exc).__name__)
 
@@ -497,17 +527,39 @@ def _with_source_file(result: StepResult, step: Step) -> StepResult:
     code = getattr(step.spec.fn, "__code__", None)
     if not result.error or code is None or "<dynamic-code>" not in result.error:
         return result
-    return dataclasses.replace(result, error=result.error.replace("<dynamic-code>", code.co_filename))
+    return dataclasses.replace(
+        result, error=result.error.replace("<dynamic-code>", code.co_filename)
+    )
 
 
-def _failure(step: Step, text: str, error_type: str, *, worker: str = "", hint: str | None = None,
-             retryable: bool = False) -> StepResult:
+def _failure(
+    step: Step,
+    text: str,
+    error_type: str,
+    *,
+    worker: str = "",
+    hint: str | None = None,
+    retryable: bool = False,
+) -> StepResult:
     rng = step.ranges
     start, end = (rng.ranges[0][0], rng.ranges[-1][1]) if rng else (0, 1)
-    where = f"asset '{step.asset}'" + (f", partition {step.partitions_text}" if step.partitions_text else "")
+    where = f"asset '{step.asset}'" + (
+        f", partition {step.partitions_text}" if step.partitions_text else ""
+    )
     message = f"{where}: {text}" + (f"\n  hint: {hint}" if hint else "")
-    return StepResult(step.step_id, step.asset, start, end, "failed", time.time(), 0.0,
-                      error=message, error_type=error_type, retryable=retryable, worker=worker)
+    return StepResult(
+        step.step_id,
+        step.asset,
+        start,
+        end,
+        "failed",
+        time.time(),
+        0.0,
+        error=message,
+        error_type=error_type,
+        retryable=retryable,
+        worker=worker,
+    )
 
 
 __all__ = ["DaskExecutor"]
