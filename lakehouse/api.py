@@ -713,14 +713,14 @@ class Lakehouse:
             ``asset, action, partitions, rows_deleted, version_before, version_after,
             files_removed, bytes_removed``: one row per table touched.
         """
-        from .maintenance import erase
+        from .erasure import erase
 
         return erase(self, asset, where, reason, who=who, dry_run=dry_run)
 
     def erasures(self) -> pl.DataFrame:
         """Every erasure, newest first: ``id, erased_at, who, reason, predicate_hash, status,
         assets, files_removed, bytes_removed, detail``."""
-        from .maintenance import erasures_frame
+        from .erasure import erasures_frame
 
         return erasures_frame(self)
 
