@@ -69,9 +69,12 @@ def burn(n):
         total += (i * i) % 7
     return total
 burn(200_000)
-# CPU time, not wall time: calibrated on a busy machine, the work stays 0.5 s of CPU
-t = time.process_time(); burn(2_000_000); dt = time.process_time() - t
-print(dt / 2_000_000)
+# CPU time, not wall time, and the fastest of five: calibrated on a busy machine, the
+# work stays what 0.5 s of CPU is on a quiet one
+best = float("inf")
+for _ in range(5):
+    t = time.process_time(); burn(1_000_000); best = min(best, time.process_time() - t)
+print(best / 1_000_000)
 """
 
 RUN = """
