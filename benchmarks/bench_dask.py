@@ -131,7 +131,8 @@ def main():
     elif mode == "dask_warm":  # per-step overhead on a started cluster, table already created
         with lh.DaskExecutor(n_workers=2, threads_per_worker=1) as ex:
             lake = lh.Lakehouse(lake_dir, assets=mod, executor=ex)
-            lake.materialize(partitions="2024-01-17", progress=False)  # creates the table, warms workers
+            # creates the table, warms the workers
+            lake.materialize(partitions="2024-01-17", progress=False)
             t1 = time.perf_counter()
             res = lake.materialize(partitions=SIXTEEN, progress=False)
             out["seconds"] = time.perf_counter() - t1
@@ -152,8 +153,14 @@ if __name__ == "__main__":
 
 
 def run(*args: str) -> dict[str, float]:  # one measurement in a fresh process
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=900,
+    )
     if proc.returncode:
         raise SystemExit(proc.stderr[-4000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -169,8 +176,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cal = Path(tmp) / "calibrate.py"
         cal.write_text(CALIBRATE)
-        per_loop = float(subprocess.run([sys.executable, str(cal)], capture_output=True, text=True,
-                                        check=True).stdout.strip())
+        per_loop = float(
+            subprocess.run(
+                [sys.executable, str(cal)], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        )
         loops = int(args.work_seconds / per_loop)
         busy = Path(tmp) / "busy.py"
         busy.write_text(textwrap.dedent(PROJECT.format(loops=loops, end=PARTITIONS + 2)))
@@ -178,8 +188,16 @@ def main() -> None:
         idle.write_text(textwrap.dedent(PROJECT.format(loops=0, end=PARTITIONS + 2)))
         runner = Path(tmp) / "run.py"
         runner.write_text(RUN)
-        kinds = ("serial", "dask", "forkserver", "serial_seeded", "dask_seeded", "forkserver_seeded",
-                 "serial_warm", "dask_warm")
+        kinds = (
+            "serial",
+            "dask",
+            "forkserver",
+            "serial_seeded",
+            "dask_seeded",
+            "forkserver_seeded",
+            "serial_warm",
+            "dask_warm",
+        )
         results: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
         for i in range(args.repeat):
             for kind in kinds:
@@ -189,8 +207,16 @@ def main() -> None:
                 if mode == "forkserver":
                     mode, method = "dask", "forkserver"
                 project = idle if seeded == "warm" else busy
-                results[kind].append(run(str(runner), mode, f"{tmp}/{kind}-{i}", str(project), seeded or "new",
-                                         method))
+                results[kind].append(
+                    run(
+                        str(runner),
+                        mode,
+                        f"{tmp}/{kind}-{i}",
+                        str(project),
+                        seeded or "new",
+                        method,
+                    )
+                )
         for mode, rs in results.items():
             for r in rs:
                 assert r["steps"] == PARTITIONS and r["rows"] == PARTITIONS, (mode, r)
@@ -203,24 +229,47 @@ def main() -> None:
     d_over = best("dask_warm", "seconds") / PARTITIONS * 2  # 2 workers in parallel
     load = os.getloadavg()[0]
     cores = min(2, os.cpu_count() or 2)  # two single-threaded workers
-    print(f"work per partition (pure Python, GIL held): {ideal_task:.3f} s of CPU; {PARTITIONS} partitions; "
-          f"{os.cpu_count()} CPUs; load average {load:.1f}")
+    print(
+        f"work per partition (pure Python, GIL held): {ideal_task:.3f} s of CPU; "
+        f"{PARTITIONS} partitions; "
+        f"{os.cpu_count()} CPUs; load average {load:.1f}"
+    )
     for seeded, label in (("", "new table"), ("_seeded", "table exists")):
         serial, s_cpu = best("serial" + seeded, "seconds"), best("serial" + seeded, "cpu")
         print(f"[{label}] serial {serial:.2f} s ({s_cpu:.2f} s of CPU)")
         for kind, how in (("dask", "spawn (default)"), ("forkserver", "start_method='forkserver'")):
             kind += seeded
-            dask, start, started = best(kind, "seconds"), best(kind, "start_alone"), best(kind, "started")
-            close, d_main, d_workers = best(kind, "close"), best(kind, "cpu"), best(kind, "workers_cpu")
-            print(f"[{label}] dask, {how}: {dask:.2f} s with the cluster start (a start alone: {start:.2f} s; "
-                  f"the close afterwards: {close:.2f} s)")
-            print(f"[{label}]   speed-up serial / dask, cluster start included: {serial / dask:.2f}x (target >= 1.6x); "
-                  f"with the close too: {serial / (dask + close):.2f}x; on a started cluster: {serial / started:.2f}x")
-            print(f"[{label}]   CPU seconds: {d_main + d_workers:.2f} (coordinator {d_main:.2f}, workers "
-                  f"{d_workers:.2f} with their start): with both CPUs busy all the time the speed-up could be at "
-                  f"most {cores * s_cpu / (d_main + d_workers):.2f}x")
-    print(f"per-step overhead (no work, table exists):   serial {s_over * 1000:.0f} ms, "
-          f"dask {d_over * 1000:.0f} ms per step per worker (+{(d_over - s_over) * 1000:.0f} ms for shipping)")
+            dask, start, started = (
+                best(kind, "seconds"),
+                best(kind, "start_alone"),
+                best(kind, "started"),
+            )
+            close, d_main, d_workers = (
+                best(kind, "close"),
+                best(kind, "cpu"),
+                best(kind, "workers_cpu"),
+            )
+            print(
+                f"[{label}] dask, {how}: {dask:.2f} s with the cluster start "
+                f"(a start alone: {start:.2f} s; "
+                f"the close afterwards: {close:.2f} s)"
+            )
+            print(
+                f"[{label}]   speed-up serial / dask, cluster start included: {serial / dask:.2f}x "
+                f"(target >= 1.6x); with the close too: {serial / (dask + close):.2f}x; "
+                f"on a started cluster: {serial / started:.2f}x"
+            )
+            print(
+                f"[{label}]   CPU seconds: {d_main + d_workers:.2f} (coordinator {d_main:.2f}, "
+                f"workers {d_workers:.2f} with their start): with both CPUs busy all the time "
+                f"the speed-up could be at "
+                f"most {cores * s_cpu / (d_main + d_workers):.2f}x"
+            )
+    print(
+        f"per-step overhead (no work, table exists):   serial {s_over * 1000:.0f} ms, "
+        f"dask {d_over * 1000:.0f} ms per step per worker "
+        f"(+{(d_over - s_over) * 1000:.0f} ms for shipping)"
+    )
 
 
 if __name__ == "__main__":
