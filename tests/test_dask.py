@@ -61,7 +61,9 @@ def notebook_module(source: str, name: str, *, registered: bool) -> types.Module
     return mod
 
 
-def frames(lake: lh.Lakehouse, names: list[str], drop: tuple[str, ...] = ()) -> dict[str, pl.DataFrame]:
+def frames(
+    lake: lh.Lakehouse, names: list[str], drop: tuple[str, ...] = ()
+) -> dict[str, pl.DataFrame]:
     out = {}
     for n in names:
         df = lake.read(n)
@@ -75,8 +77,12 @@ def same(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> bool:
 
 
 def overlapping(rows: list[dict[str, object]]) -> bool:
-    return any(a["t0"] < b["t1"] and b["t0"] < a["t1"] and a["pid"] != b["pid"]  # type: ignore[operator]
-               for a in rows for b in rows if a is not b)
+    return any(
+        a["t0"] < b["t1"] and b["t0"] < a["t1"] and a["pid"] != b["pid"]  # type: ignore[operator]
+        for a in rows
+        for b in rows
+        if a is not b
+    )
 
 
 PARTITIONED = """
@@ -100,19 +106,27 @@ def readings(ctx: lh.Context) -> pl.DataFrame:
 
 @lh.asset(format={fmt!r})
 def per_sensor(readings: pl.LazyFrame) -> pl.LazyFrame:
-    return readings.group_by("sensor").agg(pl.col("value").sum(), pl.len().cast(pl.Int64).alias("n")).sort("sensor")
+    return (
+        readings.group_by("sensor")
+        .agg(pl.col("value").sum(), pl.len().cast(pl.Int64).alias("n"))
+        .sort("sensor")
+    )
 
 @lh.asset(engine="duckdb", format={fmt!r})
 def top_sensors(readings):
-    return "select sensor, max(value) as top, count(*) as n from readings group by sensor order by top desc limit 3"
+    return (
+        "select sensor, max(value) as top, count(*) as n from readings "
+        "group by sensor order by top desc limit 3"
+    )
 """
 
 STAMPS = ("pid", "t0", "t1")
 
 
 @pytest.mark.parametrize("fmt", ["delta", "iceberg"])
-def test_parallel_partitions_equal_the_serial_executor(tmp_path: Path, dask_executor: lh.DaskExecutor,
-                                                       fmt: str) -> None:
+def test_parallel_partitions_equal_the_serial_executor(
+    tmp_path: Path, dask_executor: lh.DaskExecutor, fmt: str
+) -> None:
     ex = healthy(dask_executor)
     mod = build_module(tmp_path, PARTITIONED.format(fmt=fmt), f"partitioned_{fmt}")
     names = ["readings", "per_sensor", "top_sensors"]
@@ -126,7 +140,9 @@ def test_parallel_partitions_equal_the_serial_executor(tmp_path: Path, dask_exec
     assert dask.table("readings").format == fmt
     rows = dask.read("readings").unique("day").rows(named=True)
     pids = {r["pid"] for r in rows}
-    assert len(pids) == 2 and os.getpid() not in pids  # both worker processes, never the coordinator
+    assert (
+        len(pids) == 2 and os.getpid() not in pids
+    )  # both worker processes, never the coordinator
     assert overlapping(rows)  # partitions ran at the same time on different workers
     assert dask.plan().height == 0
 
@@ -165,7 +181,9 @@ def fast_child(fast_root: pl.DataFrame):
 """
 
 
-def test_steps_start_as_their_upstreams_complete(tmp_path: Path, dask_executor: lh.DaskExecutor) -> None:
+def test_steps_start_as_their_upstreams_complete(
+    tmp_path: Path, dask_executor: lh.DaskExecutor
+) -> None:
     mod = build_module(tmp_path, CHAINS, "chains_dask")
     lake = lh.Lakehouse(tmp_path / "lake", assets=mod, executor=healthy(dask_executor))
     assert lake.materialize().ok
@@ -193,8 +211,9 @@ def fragile(ctx: lh.Context) -> pl.DataFrame:
 """
 
 
-def test_a_worker_killed_mid_step_has_its_step_rerun_elsewhere(tmp_path: Path,
-                                                             dask_executor: lh.DaskExecutor) -> None:
+def test_a_worker_killed_mid_step_has_its_step_rerun_elsewhere(
+    tmp_path: Path, dask_executor: lh.DaskExecutor
+) -> None:
     mark = tmp_path / "killed.pid"
     mod = build_module(tmp_path, KILLED.format(mark=str(mark)), "killed")
     lake = lh.Lakehouse(tmp_path / "lake", assets=mod, executor=healthy(dask_executor))
@@ -225,8 +244,9 @@ def set_fault(value: str) -> None:
     os.environ["LAKEHOUSE_FAULT"] = value
 
 
-def test_a_worker_killed_after_its_commit_duplicates_nothing(tmp_path: Path,
-                                                             dask_executor: lh.DaskExecutor) -> None:
+def test_a_worker_killed_after_its_commit_duplicates_nothing(
+    tmp_path: Path, dask_executor: lh.DaskExecutor
+) -> None:
     from deltalake import DeltaTable
 
     ex = healthy(dask_executor)
@@ -264,8 +284,9 @@ def total(numbers: pl.LazyFrame) -> pl.LazyFrame:
 
 
 @pytest.mark.parametrize("registered", [True, False])
-def test_notebook_style_functions_are_shipped_by_value(tmp_path: Path, dask_executor: lh.DaskExecutor,
-                                                       registered: bool) -> None:
+def test_notebook_style_functions_are_shipped_by_value(
+    tmp_path: Path, dask_executor: lh.DaskExecutor, registered: bool
+) -> None:
     tag = "reg" if registered else "free"
     name = f"__lakehouse_test_cell_{tag}__"
     mod = notebook_module(NOTEBOOK.format(tag=tag), name, registered=registered)
@@ -312,8 +333,14 @@ def test_functions_defined_in_main_run_on_workers(tmp_path: Path) -> None:
     script = tmp_path / "pipeline.py"
     script.write_text(MAIN_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "lake")], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "lake")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert sorted(out["x"]) == [8, 9, 10]
@@ -341,8 +368,9 @@ def locked() -> pl.DataFrame:
 """
 
 
-def test_errors_name_the_asset_the_partition_and_the_worker(tmp_path: Path,
-                                                            dask_executor: lh.DaskExecutor) -> None:
+def test_errors_name_the_asset_the_partition_and_the_worker(
+    tmp_path: Path, dask_executor: lh.DaskExecutor
+) -> None:
     mod = build_module(tmp_path, FAILING, "failing_dask")
     lake = lh.Lakehouse(tmp_path / "lake", assets=mod, executor=healthy(dask_executor))
     with pytest.raises(MaterializeError) as err:
@@ -354,8 +382,9 @@ def test_errors_name_the_asset_the_partition_and_the_worker(tmp_path: Path,
     # an asset that cannot be pickled fails by itself, naming itself
     assert "locked: " in text and "cannot ship the step to the Dask workers" in text
     status = err.value.result.assets.select("asset", "status").rows()
-    assert sorted(status) == sorted([("flaky_feed", "materialized")] * 3 + [("flaky_feed", "failed"),
-                                                                            ("locked", "failed")])
+    assert sorted(status) == sorted(
+        [("flaky_feed", "materialized")] * 3 + [("flaky_feed", "failed"), ("locked", "failed")]
+    )
 
 
 def dask_setting(key: str) -> object:
@@ -366,7 +395,8 @@ def dask_setting(key: str) -> object:
 
 
 def test_local_workers_run_without_the_profiler_and_this_process_keeps_its_settings(
-        dask_executor: lh.DaskExecutor) -> None:
+    dask_executor: lh.DaskExecutor,
+) -> None:
     import dask
 
     from lakehouse.execution.dask import QUIET_SETTINGS
@@ -378,10 +408,15 @@ def test_local_workers_run_without_the_profiler_and_this_process_keeps_its_setti
     # the scheduler in this process ticks slowly too, but the process's own settings are untouched
     assert dask_executor.cluster.scheduler._tick_interval == 0.5
     assert dask.config.get("distributed.worker.profile.enabled") is True
-    assert dask.config.get("distributed.admin.tick.interval") != QUIET_SETTINGS["distributed.admin.tick.interval"]
+    assert (
+        dask.config.get("distributed.admin.tick.interval")
+        != QUIET_SETTINGS["distributed.admin.tick.interval"]
+    )
 
 
-def test_connects_to_an_existing_cluster_by_address(tmp_path: Path, dask_executor: lh.DaskExecutor) -> None:
+def test_connects_to_an_existing_cluster_by_address(
+    tmp_path: Path, dask_executor: lh.DaskExecutor
+) -> None:
     shared = healthy(dask_executor)
     address = shared.cluster.scheduler_address
     assert address.startswith("tcp://127.0.0.1:")
@@ -401,7 +436,9 @@ def test_unreachable_scheduler_is_a_config_error() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ex = lh.DaskExecutor(f"tcp://127.0.0.1:{port}", timeout=2)
-    with pytest.raises(ConfigError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
+    with pytest.raises(
+        ConfigError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"
+    ):
         ex.start()
     assert not ex.started
 
@@ -418,7 +455,9 @@ def where_it_ran() -> pl.DataFrame:
 """
 
 
-def test_dask_setting_starts_a_spawned_local_cluster_for_the_run_and_closes_it(tmp_path: Path) -> None:
+def test_dask_setting_starts_a_spawned_local_cluster_for_the_run_and_closes_it(
+    tmp_path: Path,
+) -> None:
     import dask
 
     mod = build_module(tmp_path, SPAWNED, "spawned")
@@ -456,7 +495,9 @@ def loaded_libraries(pid: int) -> str:
     return Path(f"/proc/{pid}/maps").read_text()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is used on Linux only")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the fork server is used on Linux only"
+)
 def test_forkserver_workers_come_from_a_clean_single_threaded_server(tmp_path: Path) -> None:
     from lakehouse.execution.dask import _start_forkserver
 
@@ -481,9 +522,13 @@ def test_forkserver_workers_come_from_a_clean_single_threaded_server(tmp_path: P
     finally:
         os.environ.pop("LAKEHOUSE_TEST_LATE_SETTING", None)
         sys.modules.pop("lakehouse_test_fork_sentinel", None)
-    assert table["late"].to_list() == ["set after the server started"] * 4  # this process's environment
+    assert (
+        table["late"].to_list() == ["set after the server started"] * 4
+    )  # this process's environment
     assert table["inherited"].to_list() == [False] * 4
-    assert table.select("day", "value").equals(serial.read("forked").sort("day").select("day", "value"))
+    assert table.select("day", "value").equals(
+        serial.read("forked").sort("day").select("day", "value")
+    )
 
 
 def test_configuration_errors() -> None:
@@ -502,10 +547,18 @@ def test_the_docs_example_script_runs(tmp_path: Path) -> None:
     import re
 
     text = (ROOT / "docs" / "dask.md").read_text()
-    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if b.startswith("# pipeline.py"))
+    block = next(
+        b for b in re.findall(r"```python\n(.*?)```", text, re.S) if b.startswith("# pipeline.py")
+    )
     (tmp_path / "pipeline.py").write_text(block)
-    proc = subprocess.run([sys.executable, "pipeline.py"], capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "pipeline.py"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "8 materialized" in proc.stdout and "2 worker processes" in proc.stdout
 
@@ -520,19 +573,22 @@ def test_assets_defined_in_a_jupyter_kernel_run_on_dask_workers(tmp_path: Path) 
         "def scaled(v):\n    return v * SCALE",
         "@lh.asset\ndef kernel_numbers() -> pl.DataFrame:\n"
         "    return pl.DataFrame({'v': [scaled(i) for i in range(4)], 'pid': [os.getpid()] * 4})",
-        f"ex = lh.DaskExecutor(n_workers=1)\nlake = lh.Lakehouse({str(tmp_path / 'lake')!r}, executor=ex)\n"
+        "ex = lh.DaskExecutor(n_workers=1)\n"
+        f"lake = lh.Lakehouse({str(tmp_path / 'lake')!r}, executor=ex)\n"
         "assert lake.materialize().ok\nout = lake.read('kernel_numbers')",
         "assert sorted(out['v']) == [0, 10, 20, 30]\nassert os.getpid() not in set(out['pid'])",
         # a redefined cell ships its new code
-        "SCALE = 100\nassert lake.materialize().ok\nassert sorted(lake.read('kernel_numbers')['v']) == [0, 100, 200, 300]\n"
+        "SCALE = 100\nassert lake.materialize().ok\n"
+        "assert sorted(lake.read('kernel_numbers')['v']) == [0, 100, 200, 300]\n"
         "ex.close()",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     env_path = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env_path}" if env_path else str(ROOT)
     try:
-        NotebookClient(nb, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+        NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
     finally:
         if env_path:
             os.environ["PYTHONPATH"] = env_path
@@ -545,8 +601,10 @@ def test_the_cluster_starts_in_the_background_while_the_coordinator_plans(tmp_pa
 
     mod = build_module(tmp_path, CHAINS, "chains_background")
     # the user's Dask settings win over the executor's quieter defaults
-    ex = lh.DaskExecutor(n_workers=1, cluster_options={"config": {"distributed": {"worker": {"profile": {
-        "enabled": True}}}}})
+    ex = lh.DaskExecutor(
+        n_workers=1,
+        cluster_options={"config": {"distributed": {"worker": {"profile": {"enabled": True}}}}},
+    )
     try:
         lake = lh.Lakehouse(tmp_path / "lake", assets=mod, executor=ex)
         assert lake.plan("fast_root+").height == 2  # planning does not wait for the cluster
@@ -554,7 +612,9 @@ def test_the_cluster_starts_in_the_background_while_the_coordinator_plans(tmp_pa
         while not ex.started and time.monotonic() < deadline:  # nothing asked for it yet
             time.sleep(0.05)
         assert ex.started and ex.cluster is not None
-        assert list(ex.client.run(dask_setting, "distributed.worker.profile.enabled").values()) == [True]
+        assert list(ex.client.run(dask_setting, "distributed.worker.profile.enabled").values()) == [
+            True
+        ]
         assert lake.materialize("fast_root+").ok
     finally:
         ex.close()
