@@ -370,7 +370,17 @@ class SqlCatalog(Catalog):
         self.url = url
         try:
             self.engine = make_engine(url)
-            self._migrate()
+            for attempt in range(8):
+                try:
+                    self._migrate()
+                    break
+                except sa.exc.OperationalError as exc:
+                    # several processes creating one SQLite file at once: switching it to
+                    # WAL can report "locked" without waiting for the busy timeout
+                    if attempt == 7 or not _transient(exc):
+                        raise
+                    self.engine.dispose()
+                    time.sleep(min(2.0, 0.05 * 2**attempt))
         except CatalogError:
             raise
         except sa.exc.SQLAlchemyError as exc:
