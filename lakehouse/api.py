@@ -18,7 +18,7 @@ from .errors import (
     PartitionError,
     UnknownAssetError,
 )
-from .execution.result import RunResult
+from .execution.result import RunResult, fresh_row
 from .graph import AssetGraph
 from .sources import uses_sources
 
@@ -411,7 +411,7 @@ class Lakehouse:
         run_id = _new_run_id()
         keys = self.graph.select(select)
         if not plan:
-            result = RunResult(run_id, [_skipped_row(k) for k in keys], time.perf_counter() - t0)
+            result = RunResult(run_id, [fresh_row(k) for k in keys], time.perf_counter() - t0)
             return result
         result = run_plan(self, plan, state, cvs, run_id, keys, progress=progress)
         result.seconds = time.perf_counter() - t0
@@ -781,19 +781,6 @@ def _utcnow() -> Any:
 
 def _new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-
-
-def _skipped_row(key: str) -> dict[str, Any]:
-    return {
-        "asset": key,
-        "partitions": None,
-        "status": "skipped",
-        "reason": "fresh",
-        "rows": None,
-        "version": None,
-        "seconds": 0.0,
-        "error": None,
-    }
 
 
 def _parse_partitions(spec: AssetSpec, partitions: Any, now: Any) -> RangeSet:

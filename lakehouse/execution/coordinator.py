@@ -22,7 +22,7 @@ from ..sources import uses_sources
 from .leases import Leases, lease_seconds, span
 from .local import SerialExecutor, Task, ThreadExecutor, gate_new_tables, schedule
 from .observe import RunObserver
-from .result import RunResult
+from .result import RunResult, fresh_row
 from .step import Step, StepInput, StepResult, fault
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -120,36 +120,34 @@ def run_plan(
         spec = graph.specs[task.asset]
         counter[0] += 1
         step_id = f"{run_id}-{counter[0]}"
+
+        def unknown_input(error: str) -> StepResult:
+            start, end = span(task.ranges)
+            return StepResult(
+                step_id,
+                task.asset,
+                start,
+                end,
+                "failed",
+                time.time(),
+                0.0,
+                error=error,
+                error_type="UnknownAssetError",
+            )
+
         inputs: list[StepInput] = []
         for inp, up in graph.inputs[task.asset]:
             up_spec = graph.specs[up]
             if reads is not None and reads.wants(inp, up):
                 got = reads.step_input(task.asset, task.ranges, inp, up)
                 if isinstance(got, str):
-                    return StepResult(
-                        step_id,
-                        task.asset,
-                        task.ranges.ranges[0][0],
-                        task.ranges.ranges[-1][1],
-                        "failed",
-                        time.time(),
-                        0.0,
-                        error=got,
-                        error_type="UnknownAssetError",
-                    )
+                    return unknown_input(got)
                 inputs.append(got)
                 continue
             if up not in current:
-                return StepResult(
-                    step_id,
-                    task.asset,
-                    task.ranges.ranges[0][0],
-                    task.ranges.ranges[-1][1],
-                    "failed",
-                    time.time(),
-                    0.0,
-                    error=f"upstream {up!r} has no table yet; materialize it first (select '+{task.asset}')",
-                    error_type="UnknownAssetError",
+                return unknown_input(
+                    f"upstream {up!r} has no table yet; materialize it first "
+                    f"(select '+{task.asset}')"
                 )
             version, seq = current[up]
             pred = None
@@ -331,18 +329,7 @@ def run_plan(
         if key in in_plan:
             ordered.extend(r for r in rows_out if r["asset"] == key)
         else:
-            ordered.append(
-                {
-                    "asset": key,
-                    "partitions": None,
-                    "status": "skipped",
-                    "reason": "fresh",
-                    "rows": None,
-                    "version": None,
-                    "seconds": 0.0,
-                    "error": None,
-                }
-            )
+            ordered.append(fresh_row(key))
     return RunResult(run_id, ordered)
 
 

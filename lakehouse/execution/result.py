@@ -13,6 +13,20 @@ if TYPE_CHECKING:  # pragma: no cover
 RESULT_COLUMNS = ("asset", "partitions", "status", "reason", "rows", "version", "seconds", "error")
 
 
+def fresh_row(asset: str) -> dict[str, Any]:
+    """The row of a selected asset that had nothing stale (not run)."""
+    return {
+        "asset": asset,
+        "partitions": None,
+        "status": "skipped",
+        "reason": "fresh",
+        "rows": None,
+        "version": None,
+        "seconds": 0.0,
+        "error": None,
+    }
+
+
 @dataclass
 class RunResult:
     """What one ``materialize()`` did.
