@@ -437,14 +437,14 @@ class SqlCatalog(Catalog):
     def state(self, assets: Iterable[str] | None = None) -> dict[str, list[StateRow]]:
         t = state_table
         query = sa.select(t).order_by(t.c.asset, t.c.pstart)
-        if assets is not None:
-            names = list(assets)
-            if len(names) < 500:
-                query = query.where(t.c.asset.in_(names))
+        wanted = None if assets is None else set(assets)
+        if wanted is not None and len(wanted) <= _IN_LIMIT:
+            query = query.where(t.c.asset.in_(sorted(wanted)))
         out: dict[str, list[StateRow]] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(query):
-                out.setdefault(r.asset, []).append(_as_state_row(r))
+                if wanted is None or r.asset in wanted:
+                    out.setdefault(r.asset, []).append(_as_state_row(r))
         return out
 
     def unfinished_runs(self) -> list[dict[str, Any]]:
