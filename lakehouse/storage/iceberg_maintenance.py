@@ -175,7 +175,6 @@ class IcebergMaintenance:
             )
         from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
         from pyiceberg.table.snapshots import Operation
-        from pyiceberg.table.update.snapshot import _OverwriteFiles
 
         try:
             txn = tbl.transaction()
@@ -203,7 +202,7 @@ class IcebergMaintenance:
                             counter=counter,
                         )
                     )
-            producer = _OverwriteFiles(
+            producer = _overwrite_files()(
                 operation=Operation.OVERWRITE,
                 transaction=txn,
                 io=tbl.io,
@@ -287,7 +286,6 @@ class IcebergMaintenance:
         from pyiceberg.expressions import AlwaysTrue
         from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
         from pyiceberg.table.snapshots import Operation
-        from pyiceberg.table.update.snapshot import _OverwriteFiles
 
         tbl = self._require(ref)
         snap = tbl.current_snapshot()
@@ -329,7 +327,7 @@ class IcebergMaintenance:
             if not replaced:
                 return MaintenanceResult(before, None, rows=0)
             txn = tbl.transaction()
-            producer = _OverwriteFiles(
+            producer = _overwrite_files()(
                 operation=Operation.OVERWRITE,
                 transaction=txn,
                 io=tbl.io,
@@ -537,6 +535,43 @@ def _evolve_spec(txn: Any, tbl: Any, transform: str) -> None:
     with txn.update_spec() as upd:
         upd.remove_field(field.name)
         upd.add_field(source, new, f"{source}_{transform}")
+
+
+_SAFE_OVERWRITE: Any = None
+
+
+def _overwrite_files() -> Any:
+    """pyiceberg's overwrite snapshot producer, with manifest evaluators kept per thread.
+
+    ``_OverwriteFiles`` looks for the entries of the files it deletes on pyiceberg's
+    thread pool, and every thread shares one manifest evaluator per partition spec; the
+    evaluator keeps the manifest it is visiting in an attribute, so another thread can
+    swap it mid-visit. A manifest that holds a deleted file is then skipped and the commit
+    fails with "Missing required files to delete" (seen in ``optimize()`` of a table of a
+    few hundred daily appends: one manifest per day, a long partition predicate). Here
+    each thread builds its own evaluator.
+    """
+    global _SAFE_OVERWRITE
+    if _SAFE_OVERWRITE is None:
+        import threading
+
+        from pyiceberg.table.update.snapshot import _OverwriteFiles
+
+        class _PerThreadEvaluators(_OverwriteFiles):  # type: ignore[misc]
+            def _build_manifest_evaluator(self, spec_id: int) -> Callable[[Any], bool]:
+                build = super()._build_manifest_evaluator
+                local = threading.local()
+
+                def evaluate(manifest: Any) -> bool:
+                    fn = getattr(local, "fn", None)
+                    if fn is None:
+                        fn = local.fn = build(spec_id)
+                    return bool(fn(manifest))
+
+                return evaluate
+
+        _SAFE_OVERWRITE = _PerThreadEvaluators
+    return _SAFE_OVERWRITE
 
 
 def _by_coarse_key(tasks: list[Any], transform: str) -> list[list[Any]]:
