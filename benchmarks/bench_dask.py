@@ -12,7 +12,7 @@ invocation:
               on the started cluster;
 * forkserver  the same with ``lh.DaskExecutor(n_workers=2, start_method="forkserver")``;
 
-all on a new table (its first partition is written alone, as it creates the table) and
+all on a new table (every partition starts at once; one of them creates the table) and
 on a table that exists already (one other partition written before the clock starts);
 * per-step overhead: 16 partitions that do no work, serial and on an already started
   two-worker cluster (wall time per step; Dask's column is the extra cost of shipping

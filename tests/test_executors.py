@@ -142,35 +142,57 @@ def test_threads_results_equal_serial(tmp_path: Path) -> None:
     assert serial.plan().height == 0 and threads.plan().height == 0
 
 
-GATED = """
+NEW_TABLE = """
 import time
 import polars as pl
 import lakehouse as lh
 
 @lh.asset(partitions=lh.daily(start="2024-01-01", end="2024-01-07"), partition_column="day",
-          max_partitions_per_run=1)
+          max_partitions_per_run=1, format={fmt!r})
 def stamped(ctx: lh.Context) -> pl.DataFrame:
     t0 = time.time()
     time.sleep(0.3)
-    return pl.DataFrame({"day": [ctx.partition.start], "t0": [t0], "t1": [time.time()]})
+    return pl.DataFrame({{"day": [ctx.partition.start], "t0": [t0], "t1": [time.time()]}})
+
+@lh.asset(partitions=lh.daily(start="2024-01-01", end="2024-01-07"), partition_column="day",
+          max_partitions_per_run=1, format={fmt!r})
+def streamed(ctx: lh.Context) -> pl.LazyFrame:  # a stream: written without collecting it
+    return pl.LazyFrame({{"day": [ctx.partition.start] * 100, "n": list(range(100))}})
+
+@lh.asset(partitions=lh.daily(start="2024-01-01", end="2024-01-07"), partition_column="day",
+          max_partitions_per_run=1, write="append", format={fmt!r})
+def appended(ctx: lh.Context) -> pl.DataFrame:
+    return pl.DataFrame({{"day": [ctx.partition.start], "run": [ctx.run_id]}})
 """
 
 
-def test_first_chunk_creates_a_new_table_alone_then_chunks_overlap(tmp_path: Path) -> None:
-    mod = build_module(tmp_path, GATED, "gated")
-    lake = lh.Lakehouse(tmp_path / "lake", assets=mod, executor="threads", max_workers=4)
-    assert lake.materialize(partitions="all").ok
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_chunks_of_a_new_table_run_at_once_and_all_commit(tmp_path: Path, fmt: str) -> None:
+    """Every chunk of a new table starts at once (none waits for the one that creates
+    the table): the writers that lose the race to create it commit into it."""
+    mod = build_module(tmp_path, NEW_TABLE.format(fmt=fmt), f"new_table_{fmt}")
+    lake = lh.Lakehouse(tmp_path / "lake", assets=mod, executor="threads", max_workers=6)
+    result = lake.materialize(partitions="all")
+    assert result.ok, result.assets
     rows = lake.read("stamped").sort("day").rows(named=True)
-    assert len(rows) == 6
-    first, rest = rows[0], rows[1:]
-    assert all(first["t1"] <= r["t0"] for r in rest)  # the table was created by one writer
-    assert any(a["t0"] < b["t1"] and b["t0"] < a["t1"] for a in rest for b in rest if a is not b)
+    assert [r["day"].day for r in rows] == [1, 2, 3, 4, 5, 6]
+    first = min(rows, key=lambda r: r["t1"])
+    assert any(r["t0"] < first["t1"] for r in rows if r is not first)  # overlapped its create
+    streamed = lake.read("streamed")
+    assert streamed.height == 600 and streamed.group_by("day").len()["len"].to_list() == [100] * 6
+    assert lake.read("appended").height == 6
+    assert lake.plan().height == 0
+    # the catalog's versions of every chunk are commits of the table
+    history = {str(v) for v in lake.history("stamped")["version"].to_list()}
+    state = lake.catalog.state(["stamped"])["stamped"]
+    assert {r.version for r in state} <= history
 
     # the table exists now: every chunk may run at once, and nothing is lost or duplicated
     assert lake.materialize(partitions="all", force=True).ok
     rows = lake.read("stamped").sort("day").rows(named=True)
     assert [r["day"].day for r in rows] == [1, 2, 3, 4, 5, 6]
     assert any(a["t0"] < b["t1"] and b["t0"] < a["t1"] for a in rows for b in rows if a is not b)
+    assert lake.read("streamed").height == 600 and lake.read("appended").height == 12
 
 
 RETRIES = """

@@ -20,7 +20,7 @@ from ..partitions import RangeSet, predicate
 from ..plan import UNIT, Plan, describe_ranges, map_up
 from ..sources import uses_sources
 from .leases import Leases, lease_seconds, span
-from .local import SerialExecutor, Task, ThreadExecutor, gate_new_tables, schedule
+from .local import SerialExecutor, Task, ThreadExecutor, schedule
 from .observe import RunObserver
 from .result import RunResult, fresh_row
 from .step import Step, StepInput, StepResult, fault
@@ -304,7 +304,6 @@ def run_plan(
             bar.update(1)
 
     try:
-        gate_new_tables(tasks, lambda asset: asset in current)
         schedule(tasks, submit, on_result, on_skip, max_parallel=executor.max_parallel)
     finally:
         leases.close()

@@ -48,8 +48,8 @@ class ThreadExecutor:
 class Task:
     """One unit of scheduling: an asset range, waiting on assets of the same run.
 
-    ``after`` holds a task back until another one finished (the first write that creates
-    a new table goes alone, so parallel chunks never race to create it).
+    Chunks of one asset run in parallel even when their table does not exist yet: the
+    table formats let concurrent writers create a table (the losers commit into it).
     """
 
     asset: str
@@ -59,26 +59,7 @@ class Task:
     attempts: int = 0
     retries: int = 0
     result: StepResult | None = field(default=None, repr=False)
-    after: Task | None = field(default=None, repr=False)
-    done: bool = False
     not_before: float = 0.0
-
-
-def gate_new_tables(tasks: list[Task], has_table: Callable[[str], bool]) -> None:
-    """Hold every chunk of an asset without a table back until its first chunk finished.
-
-    Creating a table is the one write that parallel chunks cannot do concurrently (both
-    would try to commit its first version); once it exists, chunks overwrite their own
-    partitions in parallel.
-    """
-    first: dict[str, Task] = {}
-    for task in tasks:
-        if has_table(task.asset):
-            continue
-        if task.asset in first:
-            task.after = first[task.asset]
-        else:
-            first[task.asset] = task
 
 
 def schedule(
@@ -111,18 +92,9 @@ def schedule(
         return None
 
     def ready(task: Task, now: float) -> bool:
-        if task.not_before > now or (task.after is not None and not task.after.done):
+        if task.not_before > now:
             return False
         return all(remaining.get(a, 0) == 0 for a in task.waits_for)
-
-    def finished(task: Task, ok: bool) -> None:
-        task.done = True
-        if ok:
-            return
-        # the first chunk of a new table failed: the next waiting chunk creates it instead
-        waiting = [t for t in pending if t.after is task]
-        for t in waiting:
-            t.after = waiting[0] if t is not waiting[0] else None
 
     while pending or running:
         progressed = True
@@ -134,7 +106,6 @@ def schedule(
                 if cause is not None:
                     pending.remove(task)
                     on_skip(task, cause)
-                    finished(task, ok=False)
                     _finish(task.asset, remaining, failed, failed_now=cause)
                     progressed = True
                 elif ready(task, now) and len(running) < max(1, max_parallel):
@@ -161,7 +132,6 @@ def schedule(
                 continue
             task.result = res
             ok = res.status == "materialized"
-            finished(task, ok)
             on_result(task, res)
             _finish(task.asset, remaining, failed, failed_now=None if ok else task.asset)
 

@@ -22,6 +22,11 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow.dataset as pads
 
     from ..assets import TableRef, WriteMode
+    from ..partitions import Predicate
+
+#: Times a write that creates a table is tried again on the table concurrent writers
+#: created (each retry follows another writer's commit of the table's metadata).
+_CREATE_RETRIES = 16
 
 
 def _dl() -> Any:
@@ -80,6 +85,7 @@ class DeltaFormat:
         partition_by: list[str],
         schema_mode: str,
         provenance: Mapping[str, str],
+        where: Predicate | None = None,
     ) -> WriteResult:
         dl = _dl()
         import pyarrow as pa
@@ -93,9 +99,9 @@ class DeltaFormat:
         old_schema = _arrow_schema(dt) if dt is not None else None
         full_overwrite = mode.kind == "overwrite" and predicate is None
         check_schema(ref.asset, old_schema, data.schema, schema_mode, full_overwrite=full_overwrite)
-        props = dl.CommitProperties(
-            custom_metadata={PROVENANCE_PREFIX + k: v for k, v in provenance.items()}
-        )
+        meta = {PROVENANCE_PREFIX + k: v for k, v in provenance.items()}
+        props = dl.CommitProperties(custom_metadata=meta)
+        create_props = dl.CommitProperties(custom_metadata=meta, max_commit_retries=0)
         opts = dict(ref.storage_options) or None
         counter = [0]
         if isinstance(data, pa.Table):
@@ -109,30 +115,65 @@ class DeltaFormat:
                 delta_schema_mode = "merge"
             elif schema_mode == "replace" and full_overwrite:
                 delta_schema_mode = "overwrite"
-        try:
-            if mode.kind == "merge" and dt is not None:
-                self._merge(
-                    dt, payload, mode, predicate, props, delta_schema_mode == "merge", partition_by
-                )
-            else:
-                kind = "overwrite" if mode.kind == "merge" else mode.kind
-                dl.write_deltalake(
-                    dt if dt is not None else ref.uri,
-                    payload,
-                    mode=kind,
-                    # an existing table keeps its own layout (None): optimize() may have
-                    # removed the Hive partitioning, and a different list is an error
-                    partition_by=(partition_by or None) if dt is None else None,
-                    # the predicate also when creating: if another writer creates the table
-                    # first, this stays an exact partition overwrite (or conflicts), never a
-                    # full overwrite of what the other one wrote
-                    predicate=predicate if kind == "overwrite" else None,
-                    schema_mode=delta_schema_mode,
-                    storage_options=opts,
-                    commit_properties=props,
-                )
-        except Exception as exc:
-            raise _translate(exc, ref, predicate) from exc
+        # Parallel chunks of one run (and other runs) may create a new table at the same
+        # time. Only one create may win: delta-rs would rebase a losing create as another
+        # commit of the table's metadata, which fails every writer that opened the table
+        # before it ("metadata changed"). So a create is tried once, and a loser writes
+        # again into the table as it now exists. A stream cannot be read twice: it is
+        # staged and published by reference (a publish that finds the table created
+        # meanwhile commits into it).
+        creating = dt is None
+        if creating and not isinstance(data, pa.Table):
+            from .delta_wap import stage_and_publish
+
+            return stage_and_publish(
+                self,
+                ref,
+                data,
+                mode=mode,
+                predicate=predicate,
+                where=where,
+                partition_by=partition_by,
+                schema_mode=schema_mode,
+                provenance=provenance,
+            )
+        for attempt in range(_CREATE_RETRIES + 1):
+            try:
+                if mode.kind == "merge" and dt is not None:
+                    self._merge(
+                        dt,
+                        payload,
+                        mode,
+                        predicate,
+                        props,
+                        delta_schema_mode == "merge",
+                        partition_by,
+                    )
+                else:
+                    kind = "overwrite" if mode.kind == "merge" else mode.kind
+                    commit = create_props if dt is None else props
+                    dl.write_deltalake(
+                        dt if dt is not None else ref.uri,
+                        payload,
+                        mode=kind,
+                        # an existing table keeps its own layout (None): optimize() may have
+                        # removed the Hive partitioning, and a different list is an error
+                        partition_by=(partition_by or None) if dt is None else None,
+                        # the predicate also when creating: if another writer creates the
+                        # table first, this stays an exact partition overwrite (or
+                        # conflicts), never a full overwrite of what the other one wrote
+                        predicate=predicate if kind == "overwrite" else None,
+                        schema_mode=delta_schema_mode,
+                        storage_options=opts,
+                        commit_properties=commit,
+                    )
+                break
+            except Exception as exc:
+                error = _translate(exc, ref, predicate)
+                if not (creating and isinstance(error, CommitConflictError)):
+                    raise error from exc
+                if attempt == _CREATE_RETRIES or (dt := self._open(ref)) is None:
+                    raise error from exc
         fp = schema_fingerprint(data.schema)
         step_id = provenance.get("step_id", "")
         if dt is None:

@@ -223,22 +223,62 @@ def _commit(dl: Any, dt: Any, sdt: Any, adds: list[Any], staged: Staged, props: 
             return
         except dl.exceptions.CommitFailedError:
             # A file-level commit carries no read predicate, so delta-rs calls any concurrent
-            # remove a conflict, even one in other partitions (parallel chunks of one run).
-            # Rebase onto the newest version when the live files of the partitions replaced
-            # here are unchanged in it; otherwise another writer replaced them too: conflict.
-            if attempt == _REBASES or not removes or tok["where"] is None:
+            # commit that removes files or sets metadata a conflict, even one in other
+            # partitions (parallel chunks of one run, a table created meanwhile). Rebase
+            # onto the newest version when the live files of the partitions replaced here
+            # are unchanged in it (an append replaces nothing); otherwise another writer
+            # replaced them too: conflict.
+            full = mode.kind == "overwrite" and tok["where"] is None
+            if attempt == _REBASES or full:
                 raise
             dt = dl.DeltaTable(
                 staged.ref.uri, storage_options=dict(staged.ref.storage_options) or None
             )
             if list(dt.metadata().partition_columns) != list(tok["partition_by"]):
                 raise  # optimize() changed the layout meanwhile: a conflict, retried as one
-            now = _removes(dl, dt, tok["where"], False)
-            if sorted(r.path for r in now) != sorted(r.path for r in removes):
-                raise
+            if mode.kind == "overwrite":
+                now = _removes(dl, dt, tok["where"], False)
+                if sorted(r.path for r in now) != sorted(r.path for r in removes):
+                    raise
             time.sleep(
                 random.uniform(0, 0.002) * min(attempt, 8)
             )  # at once first; then a little jitter
+
+
+def stage_and_publish(
+    fmt: Any,
+    ref: TableRef,
+    data: pa.RecordBatchReader,
+    *,
+    mode: WriteMode,
+    predicate: str | None,
+    where: Predicate | None,
+    partition_by: list[str],
+    schema_mode: str,
+    provenance: Mapping[str, str],
+) -> WriteResult:
+    """Write a stream into a table that may be created concurrently: stage it, then publish
+    it (a publish that finds the table created meanwhile commits into it)."""
+    import uuid
+
+    stage_id = str(provenance.get("step_id") or uuid.uuid4().hex)
+    staged = stage(
+        fmt,
+        ref,
+        data,
+        mode=mode,
+        predicate=predicate,
+        where=where,
+        partition_by=partition_by,
+        schema_mode=schema_mode,
+        stage_id=stage_id,
+    )
+    try:
+        return publish(fmt, staged, provenance)
+    except Exception:
+        # the commit may or may not have happened: keep the files only if it did
+        clean_stages(fmt, ref, lambda sid: sid != stage_id)
+        raise
 
 
 def discard(fmt: Any, staged: Staged) -> None:

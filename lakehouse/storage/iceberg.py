@@ -64,10 +64,14 @@ def _catalog(ref: TableRef) -> Any:
     """The pyiceberg catalog of ``ref`` (one per process and set of properties)."""
     props = {k: str(v) for k, v in ref.catalog.items()}
     key = tuple(sorted(props.items()))
-    with _lock:
+    with _lock:  # parallel steps of one process open it once
         cat = _catalogs.get(key)
-        if cat is not None:
-            return cat
+        if cat is None:
+            cat = _catalogs[key] = _load_catalog(ref, props)
+    return cat
+
+
+def _load_catalog(ref: TableRef, props: dict[str, str]) -> Any:
     _pyiceberg()
     from pyiceberg.catalog import load_catalog
 
@@ -84,28 +88,41 @@ def _catalog(ref: TableRef) -> Any:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         if "timeout=" not in uri:  # wait for the lakehouse catalog's writers instead of failing
             clean["uri"] = uri + ("&" if "?" in uri else "?") + "timeout=60"
-    try:
-        cat = load_catalog(name, **clean)
-    except Exception as exc:
-        raise StorageError(
-            f"cannot open the Iceberg catalog ({clean.get('type', 'sql')}): "
-            f"{redact(f'{type(exc).__name__}: {exc}', props)}",
-            asset=ref.asset,
-            hint="check iceberg_catalog={...} (type, uri, warehouse) and that the catalog is reachable",
-        ) from None
-    with _lock:
-        _catalogs[key] = cat
-    return cat
+    for attempt in range(3):
+        try:
+            return load_catalog(name, **clean)
+        except Exception as exc:
+            # another process created the SQL catalog's tables between pyiceberg's check
+            # and its CREATE TABLE: opening again finds them
+            if attempt < 2 and "already exists" in str(exc):
+                continue
+            raise StorageError(
+                f"cannot open the Iceberg catalog ({clean.get('type', 'sql')}): "
+                f"{redact(f'{type(exc).__name__}: {exc}', props)}",
+                asset=ref.asset,
+                hint="check iceberg_catalog={...} (type, uri, warehouse) and that the catalog "
+                "is reachable",
+            ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 _namespaces: set[tuple[int, str]] = set()
 
 
 def _ensure_namespace(cat: Any, namespace: str) -> None:
-    """Create ``namespace`` once per process and catalog (it may exist already)."""
+    """Create ``namespace`` once per process and catalog (it may exist already, or be
+    created by another process at the same moment)."""
     key = (id(cat), namespace)
-    if key not in _namespaces:
-        cat.create_namespace_if_not_exists(namespace)
+    if key in _namespaces:
+        return
+    with _lock:
+        if key in _namespaces:
+            return
+        try:
+            cat.create_namespace_if_not_exists(namespace)
+        except Exception:
+            if not cat.namespace_exists(namespace):
+                raise
         _namespaces.add(key)
 
 
@@ -312,10 +329,13 @@ class IcebergFormat:
                 before_commit()
             created = txn.commit_transaction()
         except Exception as exc:
-            from pyiceberg.exceptions import TableAlreadyExistsError
+            from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError
 
             if isinstance(exc, TableAlreadyExistsError):
                 raise
+            if isinstance(exc, CommitFailedException) and "already exists" in str(exc):
+                # a concurrent writer created it between our check and our commit
+                raise TableAlreadyExistsError(str(exc)) from None
             raise self._translate(exc, ref, None) from None
         # the metadata our own commit returned: its current snapshot is ours
         snap = created.current_snapshot()
