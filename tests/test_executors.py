@@ -9,6 +9,7 @@ import itertools
 import textwrap
 import types
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -198,6 +199,7 @@ def test_chunks_of_a_new_table_run_at_once_and_all_commit(tmp_path: Path, fmt: s
 RETRIES = """
 import time
 from pathlib import Path
+from typing import Any
 import polars as pl
 import lakehouse as lh
 
@@ -312,3 +314,25 @@ def test_error_names_asset_partition_and_worker(tmp_path: Path) -> None:
     rows = err.value.result.rows
     assert sorted(r["status"] for r in rows) == ["failed", "materialized", "materialized", "materialized"]
     assert lake.read("sometimes").height == 3
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_chunks_of_a_new_table_on_s3(tmp_path: Path, s3_bucket: Any, fmt: str) -> None:
+    """The same race on object storage (conditional puts decide which create wins)."""
+    import uuid
+
+    mod = build_module(tmp_path, NEW_TABLE.format(fmt=fmt), f"new_table_s3_{fmt}")
+    lake = lh.Lakehouse(
+        f"{s3_bucket.uri}/new-{uuid.uuid4().hex[:8]}",
+        assets=mod,
+        storage_options=dict(s3_bucket.storage_options),
+        local_dir=str(tmp_path / "state"),
+        executor="threads",
+        max_workers=6,
+    )
+    result = lake.materialize(partitions="all")
+    assert result.ok, result.assets
+    assert [d.day for d in lake.read("stamped").sort("day")["day"].to_list()] == [1, 2, 3, 4, 5, 6]
+    assert lake.read("streamed").height == 600 and lake.read("appended").height == 6
+    assert lake.plan().height == 0
