@@ -6,11 +6,12 @@ table. Every measurement runs in a fresh process on a fresh lake, in the same
 invocation:
 
 * serial      ``lh.Lakehouse(...).materialize()`` with the default serial executor;
-* dask        ``lh.DaskExecutor(n_workers=2)``: from creating the executor (its cluster
+* dask        ``lh.DaskExecutor(n_workers=2)`` (workers forked from a clean fork server on
+              Linux, the default): from creating the executor (its cluster
               starts in the background while the run is planned) to the end of the run;
               the shutdown is reported separately, and the same partitions are run again
               on the started cluster;
-* forkserver  the same with ``lh.DaskExecutor(n_workers=2, start_method="forkserver")``;
+* spawn       the same with ``lh.DaskExecutor(n_workers=2, start_method="spawn")``;
 
 all on a new table (every partition starts at once; one of them creates the table) and
 on a table that exists already (one other partition written before the clock starts);
@@ -82,7 +83,8 @@ import importlib.util, json, resource, sys, time
 t0 = time.perf_counter()
 import lakehouse as lh
 mode, lake_dir, project, seeded = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "seeded"
-method = sys.argv[5] if len(sys.argv) > 5 else "spawn"  # DaskExecutor(start_method=)
+method = sys.argv[5] if len(sys.argv) > 5 else "default"  # DaskExecutor(start_method=)
+method = None if method == "default" else method
 spec = importlib.util.spec_from_file_location("bench_project", project)
 mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
 SIXTEEN = "2024-01-01..2024-01-16"
@@ -191,10 +193,10 @@ def main() -> None:
         kinds = (
             "serial",
             "dask",
-            "forkserver",
+            "spawn",
             "serial_seeded",
             "dask_seeded",
-            "forkserver_seeded",
+            "spawn_seeded",
             "serial_warm",
             "dask_warm",
         )
@@ -203,9 +205,9 @@ def main() -> None:
             for kind in kinds:
                 mode, _, seeded = kind.partition("_")
                 mode = kind if seeded == "warm" else mode
-                method = "spawn"
-                if mode == "forkserver":
-                    mode, method = "dask", "forkserver"
+                method = "default"
+                if mode == "spawn":
+                    mode, method = "dask", "spawn"
                 project = idle if seeded == "warm" else busy
                 results[kind].append(
                     run(
@@ -237,7 +239,10 @@ def main() -> None:
     for seeded, label in (("", "new table"), ("_seeded", "table exists")):
         serial, s_cpu = best("serial" + seeded, "seconds"), best("serial" + seeded, "cpu")
         print(f"[{label}] serial {serial:.2f} s ({s_cpu:.2f} s of CPU)")
-        for kind, how in (("dask", "spawn (default)"), ("forkserver", "start_method='forkserver'")):
+        for kind, how in (
+            ("dask", "default (fork server on Linux)"),
+            ("spawn", "start_method='spawn'"),
+        ):
             kind += seeded
             dask, start, started = (
                 best(kind, "seconds"),

@@ -508,7 +508,8 @@ def test_forkserver_workers_come_from_a_clean_single_threaded_server(tmp_path: P
     os.environ["LAKEHOUSE_TEST_LATE_SETTING"] = "set after the server started"
     sys.modules["lakehouse_test_fork_sentinel"] = types.ModuleType("lakehouse_test_fork_sentinel")
     try:
-        with lh.DaskExecutor(n_workers=2, start_method="forkserver") as ex:
+        with lh.DaskExecutor(n_workers=2) as ex:  # the default on Linux
+            assert ex.start_method == "forkserver"
             lake = lh.Lakehouse(tmp_path / "lake", assets=mod, executor=ex)
             assert lake.materialize(partitions="all").ok
             table = lake.read("forked").sort("day")
@@ -529,6 +530,16 @@ def test_forkserver_workers_come_from_a_clean_single_threaded_server(tmp_path: P
     assert table.select("day", "value").equals(
         serial.read("forked").sort("day").select("day", "value")
     )
+
+
+def test_spawned_workers_are_children_of_this_process(tmp_path: Path) -> None:
+    mod = build_module(tmp_path, FORKED, "spawned_assets")
+    with lh.DaskExecutor(n_workers=2, start_method="spawn") as ex:
+        lake = lh.Lakehouse(tmp_path / "lake", assets=mod, executor=ex)
+        assert lake.materialize(partitions="all").ok
+        table = lake.read("forked")
+    assert set(table["parent"]) == {os.getpid()} and os.getpid() not in set(table["pid"])
+    assert table["inherited"].to_list() == [False] * 4 and table.height == 4
 
 
 def test_configuration_errors() -> None:

@@ -88,8 +88,9 @@ class DaskExecutor:
         timeout: seconds to wait for the scheduler at ``address``.
         start_now: start the cluster (or connect) right away in a background thread, so
             it overlaps with planning the run; ``False``: on first use.
-        start_method: how the local cluster starts its worker processes. ``"spawn"``
-            (default): each worker is a fresh interpreter that imports Dask itself.
+        start_method: how the local cluster starts its worker processes. ``None``
+            (default): ``"forkserver"`` on Linux, ``"spawn"`` elsewhere. ``"spawn"``: each
+            worker is a fresh interpreter that imports Dask itself.
             ``"forkserver"`` (Linux): a clean server process is spawned at once, imports
             Dask and lakehouse's step modules (never Polars, deltalake or pyarrow, whose
             imports start threads) while this process imports Dask too, and forks every
@@ -124,16 +125,18 @@ class DaskExecutor:
         cluster_options: Mapping[str, Any] | None = None,
         timeout: float = 20.0,
         start_now: bool = True,
-        start_method: str = "spawn",
+        start_method: str | None = None,
     ) -> None:
         if address is not None and client is not None:
             raise ConfigError("DaskExecutor got both address= and client=", hint="pass one of them")
+        if start_method is None:
+            start_method = "forkserver" if sys.platform.startswith("linux") else "spawn"
         if start_method not in START_METHODS:
             raise ConfigError(
                 f"DaskExecutor(start_method={start_method!r}) is not one of "
                 f"{', '.join(START_METHODS)}",
-                hint="use 'spawn' (the default) or 'forkserver'; 'fork' is unsafe once deltalake "
-                "or Polars ran in this process",
+                hint="use 'forkserver' (the default on Linux) or 'spawn'; 'fork' is unsafe once "
+                "deltalake or Polars ran in this process",
             )
         if n_workers < 1 or threads_per_worker < 1:
             raise ConfigError(
