@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -78,67 +80,79 @@ def schedule(
     ``task.retries`` times after ``backoff * 2**(attempt - 1)`` seconds, while other tasks
     keep running.
     """
-    remaining: dict[str, int] = {}
+    remaining: dict[str, int] = {}  # unfinished tasks per asset
     for t in tasks:
         remaining[t.asset] = remaining.get(t.asset, 0) + 1
-    failed: dict[str, str] = {}
-    pending = list(tasks)
+    failed: dict[str, str] = {}  # asset -> the asset whose failure it inherits
+    waiters: dict[str, list[Task]] = {}  # asset -> tasks waiting for it to complete
+    blockers: dict[int, int] = {}  # id(task) -> assets it still waits for
+    ready: deque[Task] = deque()
+    delayed: list[tuple[float, int, Task]] = []  # retries waiting for their backoff
+    finished: set[int] = set()
     running: dict[Future[StepResult], Task] = {}
+    for t in tasks:
+        waits = [a for a in t.waits_for if remaining.get(a, 0)]
+        blockers[id(t)] = len(waits)
+        for a in waits:
+            waiters.setdefault(a, []).append(t)
+        if not waits:
+            ready.append(t)
 
-    def blocked_by(task: Task) -> str | None:
-        for a in task.waits_for:
-            if a in failed:
-                return failed[a]
-        return None
+    def complete(asset: str, failed_now: str | None) -> None:
+        """One task of ``asset`` finished (or was skipped): release or skip its waiters."""
+        remaining[asset] -= 1
+        if failed_now is not None and asset not in failed:
+            failed[asset] = failed_now
+            for t in waiters.get(asset, ()):  # skip them now, not when the asset completes
+                skip(t, failed_now)
+        if remaining[asset] == 0:
+            for t in waiters.pop(asset, ()):
+                blockers[id(t)] -= 1
+                if blockers[id(t)] == 0 and id(t) not in finished:
+                    ready.append(t)
 
-    def ready(task: Task, now: float) -> bool:
-        if task.not_before > now:
-            return False
-        return all(remaining.get(a, 0) == 0 for a in task.waits_for)
+    def skip(task: Task, cause: str) -> None:
+        if id(task) in finished:
+            return
+        finished.add(id(task))
+        on_skip(task, cause)
+        complete(task.asset, cause)
 
-    while pending or running:
-        progressed = True
-        while progressed:
-            progressed = False
-            now = time.monotonic()
-            for task in list(pending):
-                cause = blocked_by(task)
-                if cause is not None:
-                    pending.remove(task)
-                    on_skip(task, cause)
-                    _finish(task.asset, remaining, failed, failed_now=cause)
-                    progressed = True
-                elif ready(task, now) and len(running) < max(1, max_parallel):
-                    pending.remove(task)
-                    task.attempts += 1
-                    running[submit(task)] = task
-                    progressed = True
-        delayed = [t.not_before for t in pending if t.not_before > time.monotonic()]
-        if not running:
-            if delayed:  # only retries waiting for their backoff
-                time.sleep(max(0.0, min(delayed) - time.monotonic()))
+    while ready or delayed or running:
+        now = time.monotonic()
+        while delayed and delayed[0][0] <= now:
+            ready.appendleft(heapq.heappop(delayed)[2])
+        while ready and len(running) < max(1, max_parallel):
+            task = ready.popleft()
+            if id(task) in finished:
                 continue
-            for task in pending:  # cannot happen with waits_for inside the run; never hang
-                on_skip(task, "unschedulable")
+            cause = next((failed[a] for a in task.waits_for if a in failed), None)
+            if cause is not None:
+                skip(task, cause)
+                continue
+            task.attempts += 1
+            running[submit(task)] = task
+        if not running:
+            if ready:
+                continue
+            if delayed:  # only retries waiting for their backoff
+                time.sleep(max(0.0, delayed[0][0] - time.monotonic()))
+                continue
             break
-        timeout = max(0.0, min(delayed) - time.monotonic()) if delayed else None
+        timeout = max(0.0, delayed[0][0] - time.monotonic()) if delayed else None
         done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
         for fut in done:
             task = running.pop(fut)
             res = fut.result()
             if res.status == "failed" and res.retryable and task.attempts <= task.retries:
                 task.not_before = time.monotonic() + backoff * 2 ** (task.attempts - 1)
-                pending.insert(0, task)
+                heapq.heappush(delayed, (task.not_before, id(task), task))
                 continue
             task.result = res
-            ok = res.status == "materialized"
+            finished.add(id(task))
             on_result(task, res)
-            _finish(task.asset, remaining, failed, failed_now=None if ok else task.asset)
-
-
-def _finish(
-    asset: str, remaining: dict[str, int], failed: dict[str, str], failed_now: str | None
-) -> None:
-    remaining[asset] -= 1
-    if failed_now is not None and asset not in failed:
-        failed[asset] = failed_now
+            complete(task.asset, None if res.status == "materialized" else task.asset)
+    for task in tasks:  # cannot happen with waits_for inside the run; never hang
+        if id(task) not in finished:
+            finished.add(id(task))
+            on_skip(task, "unschedulable")
