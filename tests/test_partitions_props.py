@@ -219,7 +219,9 @@ def test_open_ended_count(d: TimeWindowPartitions, seconds: int) -> None:
 
 
 def overlap(a: tuple[datetime, datetime], b: tuple[datetime, datetime]) -> bool:
-    return a[0] < b[1] and b[0] < a[1]
+    # as instants: wall times of one zone compare without their DST fold
+    (a0, a1), (b0, b1) = ((t.astimezone(timezone.utc) for t in w) for w in (a, b))
+    return a0 < b1 and b0 < a1
 
 
 def facets(
@@ -313,12 +315,17 @@ def test_offset_mapping_matches_model(
     down_start = probe.window(shift)[0]
     down = data.draw(time_defs(g, tz, down_start))
     mapping = PartitionMapping("offset", lo, lo + width)
-    starts_up = {up.window(u)[0]: u for u in up.all().indices()}
+    # keyed by instant: two wall times of a repeated DST hour compare (and hash) equal in
+    # one zone, whatever their fold
+    def instant(i: int, defn: PartitionsDefinition) -> datetime:
+        return defn.window(i)[0].astimezone(timezone.utc)
+
+    starts_up = {instant(u, up): u for u in up.all().indices()}
     model = {
         d: {
-            starts_up[down.window(d + o)[0]]
+            starts_up[instant(d + o, down)]
             for o in range(lo, lo + width + 1)
-            if down.window(d + o)[0] in starts_up
+            if instant(d + o, down) in starts_up
         }
         for d in down.all().indices()
     }
