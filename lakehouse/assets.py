@@ -148,6 +148,20 @@ class TableRef:
     catalog: Mapping[str, str] = field(default_factory=dict, repr=False)
     namespace: str | None = None
     partitions: PartitionsDefinition | None = field(default=None, repr=False, compare=False)
+    #: every data file of ``version``, when the write that made it reported them
+    #: (:attr:`lakehouse.storage.WriteResult.files`); readers may scan them directly
+    files: WrittenFiles | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class WrittenFiles:
+    """Every data file of one table version and the Arrow schema a reader of the table
+    gives it: scanning ``paths`` as plain Parquet and casting to ``schema`` reads that
+    version exactly (reported by writes that can promise it; see
+    :func:`lakehouse.storage.delta._whole_version_files`)."""
+
+    paths: tuple[str, ...]
+    schema: Any = field(repr=False)  # a pyarrow.Schema
 
 
 @dataclass(frozen=True)

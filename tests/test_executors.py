@@ -78,7 +78,10 @@ def test_serial_executor_runs_one_step_at_a_time(tmp_path: Path) -> None:
     mod = build_module(tmp_path, CHAINS, "chains_serial")
     lake = lh.Lakehouse(tmp_path / "lake", assets=mod)
     assert lake.materialize().ok
-    s = sorted(stamps(lake, "slow_root", "slow_child", "fast_root", "fast_child").values(), key=lambda r: r["t0"])
+    s = sorted(
+        stamps(lake, "slow_root", "slow_child", "fast_root", "fast_child").values(),
+        key=lambda r: r["t0"],
+    )
     for a, b in itertools.pairwise(s):
         assert a["t1"] <= b["t0"]
 
@@ -260,8 +263,14 @@ def test_retries_only_retryable_errors_with_backoff(tmp_path: Path) -> None:
     lake = lh.Lakehouse(tmp_path / "lake", assets=mod)
     result = lake.materialize(raise_on_error=False)
     status = dict(zip(result.assets["asset"], result.assets["status"], strict=True))
-    assert status == {"conflicted": "materialized", "timed_out": "materialized", "bad_data": "failed",
-                      "always_conflicts": "failed", "quick_root": "materialized", "quick_child": "materialized"}
+    assert status == {
+        "conflicted": "materialized",
+        "timed_out": "materialized",
+        "bad_data": "failed",
+        "always_conflicts": "failed",
+        "quick_root": "materialized",
+        "quick_child": "materialized",
+    }
     seen = attempts(log)
     assert len(seen["conflicted"]) == 3 and lake.read("conflicted")["attempts"].to_list() == [3]
     assert len(seen["timed_out"]) == 2
@@ -309,10 +318,19 @@ def test_error_names_asset_partition_and_worker(tmp_path: Path) -> None:
     with pytest.raises(MaterializeError) as err:
         lake.materialize(partitions="all")
     text = str(err.value)
-    assert "sometimes" in text and "partition 2024-01-03" in text and "the feed for this day is empty" in text
+    assert (
+        "sometimes" in text
+        and "partition 2024-01-03" in text
+        and "the feed for this day is empty" in text
+    )
     assert f"worker {socket.gethostname()}:{os.getpid()}" in text
     rows = err.value.result.rows
-    assert sorted(r["status"] for r in rows) == ["failed", "materialized", "materialized", "materialized"]
+    assert sorted(r["status"] for r in rows) == [
+        "failed",
+        "materialized",
+        "materialized",
+        "materialized",
+    ]
     assert lake.read("sometimes").height == 3
 
 

@@ -106,7 +106,12 @@ def rows_outside(
 def scan(source: InputSource) -> pl.LazyFrame:
     """A lazy scan of one input, filtered to its partitions."""
     ref = source.ref
-    if ref.format == "delta":
+    if ref.format == "delta" and ref.files is not None:
+        # every file of this version, reported by the write that made it earlier in this
+        # run: a plain Parquet scan, cast to the table's schema, reads the version exactly
+        schema = pl.from_arrow(ref.files.schema.empty_table()).schema  # type: ignore[union-attr]
+        lf = pl.scan_parquet(list(ref.files.paths)).cast(dict(schema))
+    elif ref.format == "delta":
         lf = pl.scan_delta(
             ref.uri,
             version=None if ref.version is None else int(ref.version),

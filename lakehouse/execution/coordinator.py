@@ -7,6 +7,7 @@ records such as check results at once).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 import time
@@ -26,6 +27,7 @@ from .result import RunResult, fresh_row
 from .step import Step, StepInput, StepResult, fault
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..assets import WrittenFiles
     from . import Executor
 
 
@@ -100,6 +102,9 @@ def run_plan(
     current: dict[str, tuple[str | None, int]] = {
         k: latest(rows) for k, rows in state.items() if rows
     }
+    # (version, every data file of it) of the tables this run replaced whole, as their
+    # writes reported them: steps downstream read those files without opening the table
+    files: dict[str, tuple[str | None, WrittenFiles | None]] = {}
     records: list[MaterializationRecord] = []
     extra: dict[str, list[dict[str, Any]]] = {"checks": [], "code_versions": []}
     rows_out: list[dict[str, Any]] = []
@@ -155,10 +160,14 @@ def run_plan(
                 needed = map_up(graph, task.asset, up, task.ranges)
                 if needed != up_spec.partitions.all(None):
                     pred = predicate(up_spec.partitions, needed, up_spec.partition_column)
+            ref = lake.table_ref(up_spec, version)
+            written = files.get(up)
+            if written is not None and written[0] == version and written[1] is not None:
+                ref = dataclasses.replace(ref, files=written[1])  # read without the log
             inputs.append(
                 StepInput(
                     inp.param,
-                    lake.table_ref(up_spec, version),
+                    ref,
                     pred,
                     inp.annotation,
                     InputVersion(up, version, seq),
@@ -228,6 +237,7 @@ def run_plan(
             prev = current.get(task.asset)
             if prev is None or res.seq >= prev[1]:
                 current[task.asset] = (res.version, res.seq)
+                files[task.asset] = (res.version, res.files)
         records.append(
             MaterializationRecord(
                 run_id=run_id,

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..assets import AssetSpec, Context, PartitionContext, TableRef
+from ..assets import AssetSpec, Context, PartitionContext, TableRef, WrittenFiles
 from ..catalog import InputVersion
 from ..errors import LakehouseError, PartitionError
 from ..partitions import Predicate, RangeSet
@@ -116,6 +116,7 @@ class StepResult:
     bytes: int | None = (
         None  # bytes of the data files the commit added, when the format reports them
     )
+    files: WrittenFiles | None = None  # every data file of ``version`` (WriteResult.files)
 
 
 def provenance(step: Step) -> dict[str, str]:
@@ -279,6 +280,7 @@ def _run_step(step: Step, tel: Any) -> StepResult:
             schema_fp=result.schema_fp,
             worker=worker,
             checks=checks,
+            files=result.files,
         )
     except Exception as exc:
         return _failed(step, exc, started, t0, start, end, worker)

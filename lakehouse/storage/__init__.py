@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
     import pyarrow.dataset as pads
 
-    from ..assets import TableRef, WriteMode
+    from ..assets import TableRef, WriteMode, WrittenFiles
 
 #: Keys of the provenance stored in every table commit.
 PROVENANCE_PREFIX = "lakehouse."
@@ -33,6 +33,10 @@ class WriteResult:
     rows: int
     schema_fp: str
     bytes: int | None = None
+    #: every data file of ``version`` when the write replaced the whole table and a plain
+    #: Parquet scan of them reads the version exactly (else ``None``): later steps of the
+    #: same run read them without opening the table
+    files: WrittenFiles | None = None
 
 
 @dataclass(frozen=True)
