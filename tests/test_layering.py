@@ -13,14 +13,35 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "lakehouse"
 
 LAYERS = {
-    "errors": 0, "config": 0, "_plugins": 0, "_html": 0, "_logging": 0,
-    "assets": 1, "partitions": 1, "checks": 1, "graph": 1, "fingerprint": 1, "sources": 1,
-    "engines": 2, "storage": 2, "catalog": 2,
+    "errors": 0,
+    "config": 0,
+    "_plugins": 0,
+    "_html": 0,
+    "_logging": 0,
+    "assets": 1,
+    "partitions": 1,
+    "checks": 1,
+    "graph": 1,
+    "fingerprint": 1,
+    "sources": 1,
+    "engines": 2,
+    "storage": 2,
+    "catalog": 2,
     "plan": 3,
     "execution": 4,
 }
 FRONT = 5  # api, cli, notebook, testing, views, examples, ...
-HEAVY = ("polars", "duckdb", "deltalake", "pyarrow", "sqlalchemy", "pyiceberg", "dask", "distributed", "pandas")
+HEAVY = (
+    "polars",
+    "duckdb",
+    "deltalake",
+    "pyarrow",
+    "sqlalchemy",
+    "pyiceberg",
+    "dask",
+    "distributed",
+    "pandas",
+)
 
 
 def layer_of(module: str) -> tuple[int, str]:
@@ -69,7 +90,9 @@ def imports(module: str, path: Path) -> list[tuple[str, bool]]:
     return found
 
 
-@pytest.mark.parametrize(("module", "path"), modules(), ids=lambda v: str(v) if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("module", "path"), modules(), ids=lambda v: str(v) if isinstance(v, str) else ""
+)
 def test_module_respects_layers(module: str, path: Path) -> None:
     my_layer, my_top = layer_of(module)
     for name, top_level in imports(module, path):
@@ -99,6 +122,32 @@ def test_import_is_light() -> None:
         "heavy = [m for m in %r if m in sys.modules]\n"
         "print(','.join(heavy))\n" % (HEAVY,)
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=PKG.parent).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PKG.parent
+    ).stdout.strip()
     assert out == "", f"import lakehouse pulled in: {out}"
+
+
+def test_a_polars_run_on_delta_does_not_import_pandas(tmp_path: Path) -> None:
+    """pandas costs ~0.3 s to import; a run that never hands a user pandas must not pay it
+    (pyarrow imports it for some calls, e.g. ``Schema.empty_table()``)."""
+    code = (
+        "import sys, polars as pl, lakehouse as lh\n"
+        "@lh.asset\n"
+        "def up() -> pl.DataFrame:\n"
+        "    return pl.DataFrame({'x': [1, 2], 'c': pl.Series(['a', 'b'], dtype=pl.Categorical)})\n"
+        "@lh.asset\n"
+        "def down(up: pl.LazyFrame) -> pl.LazyFrame:\n"
+        "    return up.select(pl.col('x') * 2)\n"
+        "lake = lh.Lakehouse(sys.argv[1], assets=[up, down])\n"
+        "assert lake.materialize().ok and sorted(lake.read('down')['x']) == [2, 4]\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "lake")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PKG.parent,
+    ).stdout.strip()
+    assert out == "False"

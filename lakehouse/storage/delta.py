@@ -119,11 +119,14 @@ class DeltaFormat:
         # time. Only one create may win: delta-rs would rebase a losing create as another
         # commit of the table's metadata, which fails every writer that opened the table
         # before it ("metadata changed"). So a create is tried once, and a loser writes
-        # again into the table as it now exists. A stream cannot be read twice: it is
-        # staged and published by reference (a publish that finds the table created
-        # meanwhile commits into it).
+        # again into the table as it now exists. A stream cannot be read twice: a chunk
+        # (partitions or an append) creating the table from a stream stages it and
+        # publishes it by reference (a publish that finds the table created meanwhile
+        # commits into it); a whole-table write has no concurrent creator (the run's
+        # lease covers the whole table).
         creating = dt is None
-        if creating and not isinstance(data, pa.Table):
+        chunk = predicate is not None or mode.kind == "append"
+        if creating and chunk and not isinstance(data, pa.Table):
             from .delta_wap import stage_and_publish
 
             return stage_and_publish(
@@ -282,6 +285,14 @@ class DeltaFormat:
         from .delta_wap import clean_stages
 
         return clean_stages(self, ref, keep)
+
+
+def add_actions(dt: Any, *, flatten: bool = False) -> pa.Table:
+    """The live files of ``dt`` (``DeltaTable.get_add_actions``) as a pyarrow table, read
+    through the Arrow stream interface (``pa.table()`` on it would import pandas first)."""
+    import pyarrow as pa
+
+    return pa.RecordBatchReader.from_stream(dt.get_add_actions(flatten=flatten)).read_all()
 
 
 def _arrow_schema(dt: Any) -> pa.Schema:

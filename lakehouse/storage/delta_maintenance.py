@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StorageError
 from . import PROVENANCE_PREFIX, MaintenanceResult, first_line, maintenance_error
+from .delta import add_actions
 from .files import delete_files, delete_tree, list_files, move_tree, nested_tables, outside
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -556,9 +557,7 @@ def _selected(partition: Mapping[str, Any], where: Predicate | None, part_cols: 
 
 def _live(dt: Any) -> list[dict[str, Any]]:
     """``{"path", "size", "partition"}`` of the data files of a loaded table version."""
-    import pyarrow as pa
-
-    rows = pa.table(dt.get_add_actions(flatten=False)).to_pylist()
+    rows = add_actions(dt).to_pylist()
     return [
         {
             "path": urllib.parse.unquote(r["path"]),

@@ -39,6 +39,7 @@ from . import (
     first_line,
     schema_fingerprint,
 )
+from .delta import add_actions
 from .uri import local_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -384,7 +385,7 @@ def _our_version(
 def pa_column(table: Any, name: str) -> list[Any]:
     import pyarrow as pa
 
-    return pa.table(table).column(name).to_pylist()
+    return pa.RecordBatchReader.from_stream(table).read_all().column(name).to_pylist()
 
 
 def _find_commit(dt: Any, stage_id: str) -> int:
@@ -447,7 +448,7 @@ def _adds(sdt: Any, prefix: str) -> list[Any]:
     from deltalake.transaction import AddAction
 
     out = []
-    for a in pa.table(sdt.get_add_actions(flatten=False)).to_pylist():
+    for a in add_actions(sdt).to_pylist():
         stats: dict[str, Any] = {"numRecords": a.get("num_records")}
         for key, src in (("minValues", "min"), ("maxValues", "max")):
             v = _stat(a.get(src) or {})
@@ -505,7 +506,7 @@ def _removes(dl: Any, dt: Any, where: Predicate | None, everything: bool) -> lis
     import pyarrow as pa
     from deltalake.transaction import RemoveAction
 
-    live = pa.table(dt.get_add_actions(flatten=False))
+    live = add_actions(dt)
     if live.num_rows == 0:
         return []
     if not everything:

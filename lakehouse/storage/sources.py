@@ -23,6 +23,7 @@ from urllib.parse import unquote
 from .._plugins import require
 from ..errors import StorageError
 from . import PROVENANCE_PREFIX
+from .delta import add_actions
 from .uri import delta_options, redact, resolve, scheme
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -394,7 +395,7 @@ def _stored(path: str) -> str:
 def _add_paths(dt: Any) -> set[str]:
     import pyarrow as pa
 
-    actions = pa.table(dt.get_add_actions(flatten=True))
+    actions = add_actions(dt, flatten=True)
     return {_stored(p) for p in actions.column("path").to_pylist()}
 
 
