@@ -173,7 +173,9 @@ class DeltaFormat:
                 break
             except Exception as exc:
                 error = _translate(exc, ref, predicate)
-                if not (creating and isinstance(error, CommitConflictError)):
+                # only data in memory can be written again (a stream is consumed)
+                again = creating and isinstance(data, pa.Table)
+                if not (again and isinstance(error, CommitConflictError)):
                     raise error from exc
                 if attempt == _CREATE_RETRIES or (dt := self._open(ref)) is None:
                     raise error from exc
