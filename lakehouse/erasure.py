@@ -25,7 +25,14 @@ from .errors import (
     MaterializeError,
     UnknownAssetError,
 )
-from .maintenance import _frame, _in_sync, _move_read_version, _resolve, table_ref
+from .maintenance import (
+    _frame,
+    _in_sync,
+    _move_read_version,
+    _resolve,
+    require_columns,
+    table_ref,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -305,15 +312,10 @@ def erase(
         raise UnknownAssetError(
             "has no table to erase from", asset=key, hint="check the asset name"
         )
-    schema = fmt.schema(ref)
     cols = list(dict.fromkeys(expr.meta.root_names()))
-    missing = [c for c in cols if schema is not None and schema.get_field_index(c) < 0]
-    if missing:
-        raise ConfigError(
-            f"the predicate names column {missing[0]!r}, which the table does not have",
-            asset=key,
-            hint=f"its columns: {', '.join(schema.names) if schema is not None else '-'}",
-        )
+    require_columns(
+        fmt, ref, cols, "the predicate names column {!r}, which the table does not have"
+    )
     job = _Erasure(lake, key, expr)
     steps = job.plan()  # validates every dependant before anything is deleted
     rows: list[dict[str, Any]] = []

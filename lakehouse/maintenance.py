@@ -225,6 +225,21 @@ OPTIMIZE_SCHEMA = {
 }
 
 
+def require_columns(fmt: Any, ref: TableRef, columns: Sequence[str], message: str) -> None:
+    """Raise a :class:`ConfigError` naming the first of ``columns`` that the table of
+    ``ref`` lacks (``message`` formats it), with the table's columns as the hint."""
+    schema = fmt.schema(ref)
+    if schema is None:
+        return
+    missing = [c for c in columns if schema.get_field_index(c) < 0]
+    if missing:
+        raise ConfigError(
+            message.format(missing[0]),
+            asset=ref.asset,
+            hint=f"its columns: {', '.join(schema.names)}",
+        )
+
+
 def optimize(
     lake: Lakehouse,
     select: str | Sequence[str] | None = None,
@@ -256,14 +271,7 @@ def optimize(
             rows.append({**row, "detail": "no table yet"})
             continue
         if cols:
-            schema = fmt.schema(ref)
-            missing = [c for c in cols if schema is not None and schema.get_field_index(c) < 0]
-            if missing:
-                raise ConfigError(
-                    f"zorder column {missing[0]!r} is not in the table",
-                    asset=key,
-                    hint=f"choose among its columns: {', '.join(schema.names) if schema else '-'}",
-                )
+            require_columns(fmt, ref, cols, "zorder column {!r} is not in the table")
         where = _partition_where(lake, key, partitions)
         res = get_maintenance(ref.format).compact(
             ref,
