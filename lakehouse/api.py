@@ -41,7 +41,10 @@ class TableInfo:
     version: str | None
 
     def __repr__(self) -> str:
-        return f"TableInfo({self.asset!r}, format={self.format!r}, uri={self.uri!r}, version={self.version!r})"
+        return (
+            f"TableInfo({self.asset!r}, format={self.format!r}, uri={self.uri!r}, "
+            f"version={self.version!r})"
+        )
 
 
 @dataclass
@@ -171,8 +174,10 @@ class Lakehouse:
                     self.settings.state_dir.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
                     raise CatalogError(
-                        f"cannot create the catalog folder {self.settings.state_dir}: {exc.strerror or exc}",
-                        hint="set local_dir= (or LAKEHOUSE_LOCAL_DIR) to a writable folder, or catalog= to a "
+                        f"cannot create the catalog folder {self.settings.state_dir}: "
+                        f"{exc.strerror or exc}",
+                        hint="set local_dir= (or LAKEHOUSE_LOCAL_DIR) to a writable folder, "
+                        "or catalog= to a "
                         "database URL",
                     ) from None
             self._catalog = SqlCatalog(self.settings.catalog_url)
@@ -737,7 +742,8 @@ class Lakehouse:
         except LakehouseError:
             n = -1
         return (
-            f"Lakehouse(warehouse={self.settings.warehouse_uri!r}, catalog={_mask(self.settings.catalog_url)!r}, "
+            f"Lakehouse(warehouse={self.settings.warehouse_uri!r}, "
+            f"catalog={_mask(self.settings.catalog_url)!r}, "
             f"assets={n})"
         )
 
@@ -788,7 +794,7 @@ def _parse_partitions(spec: AssetSpec, partitions: Any, now: Any) -> RangeSet:
 
     defn = spec.partitions
     assert defn is not None
-    if isinstance(partitions, str) or isinstance(partitions, (list, tuple)):
+    if isinstance(partitions, (str, list, tuple)):
         return defn.parse(
             partitions if isinstance(partitions, str) else list(partitions), asset=spec.key, now=now
         )

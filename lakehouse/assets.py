@@ -19,6 +19,7 @@ context); its return value is the table content::
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -368,7 +369,8 @@ def build_spec(
             raise DefinitionError(
                 f"parameter *{param.name} cannot name an upstream",
                 asset=label,
-                hint="declare one parameter per upstream, or use deps=[...] for order-only upstreams",
+                hint="declare one parameter per upstream, or use deps=[...] for order-only "
+                "upstreams",
             )
         if param.name not in explicit and _is_context(param):
             if context_param is not None:
@@ -435,7 +437,8 @@ def build_spec(
             raise DefinitionError(
                 "a partitioned asset needs partition_column=",
                 asset=label,
-                hint="name the table column that holds the partition value, e.g. partition_column='day'",
+                hint="name the table column that holds the partition value, "
+                "e.g. partition_column='day'",
             )
         if len(pcols) != ndims:
             raise DefinitionError(
@@ -581,10 +584,8 @@ _ASSET_KWARGS = {
 
 def register(fn: Any, spec: AssetSpec) -> None:
     """Attach ``spec`` to ``fn`` and make it the registry's definition of its key."""
-    try:
+    with contextlib.suppress(AttributeError, TypeError):  # builtins, some callables
         fn.__lakehouse_asset__ = spec
-    except (AttributeError, TypeError):
-        pass
     REGISTRY[spec.key] = spec
 
 

@@ -315,11 +315,10 @@ def _custom(fn: Callable[..., Any], *, asset: str | None, name: str | None, seve
             hint="decorate a def with @lh.check('asset')",
         )
     check_name = _name(name, getattr(fn, "__name__", "") or "", "check")
-    if not check_name or check_name == "<lambda>":
-        if name is None:
-            raise DefinitionError(
-                "a lambda check needs a name", asset=asset, hint="pass name='...' or use a def"
-            )
+    if (not check_name or check_name == "<lambda>") and name is None:
+        raise DefinitionError(
+            "a lambda check needs a name", asset=asset, hint="pass name='...' or use a def"
+        )
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -370,7 +369,8 @@ def _custom(fn: Callable[..., Any], *, asset: str | None, name: str | None, seve
         raise DefinitionError(
             f"check {check_name!r}: cannot pass the data as {data_type}",
             asset=asset,
-            hint="annotate the data parameter as pl.DataFrame, pl.LazyFrame or pa.Table (or not at all)",
+            hint="annotate the data parameter as pl.DataFrame, pl.LazyFrame or pa.Table "
+            "(or not at all)",
         )
     return Check(
         "custom",

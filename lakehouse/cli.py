@@ -640,7 +640,8 @@ def cmd_drop(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 hint="add --yes to drop without asking",
             )
         err.write(
-            f"drop the table of {preview['asset']!r} ({preview['uri']}, {preview['files_removed']:,} file(s), "
+            f"drop the table of {preview['asset']!r} ({preview['uri']}, "
+            f"{preview['files_removed']:,} file(s), "
             f"{_bytes(preview['bytes_removed'])}) and its whole history? [y/N] "
         )
         err.flush()
@@ -655,7 +656,8 @@ def cmd_drop(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     verb = "would drop" if args.dry_run else "dropped"
     records = sum(done["records"].values()) if done["records"] else 0
     out.write(
-        f"{verb} {done['asset']!r}: {done['files_removed']:,} file(s), {_bytes(done['bytes_removed'])}, "
+        f"{verb} {done['asset']!r}: {done['files_removed']:,} file(s), "
+        f"{_bytes(done['bytes_removed'])}, "
         f"{records:,} catalog record(s)\n"
     )
     return EXIT_OK

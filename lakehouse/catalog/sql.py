@@ -385,8 +385,10 @@ class SqlCatalog(Catalog):
             raise
         except sa.exc.SQLAlchemyError as exc:
             raise CatalogError(
-                f"cannot open the catalog at {_safe_url(url)}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-                hint="check the catalog URL, that the database is reachable, and that the file is a lakehouse catalog",
+                f"cannot open the catalog at {_safe_url(url)}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0]}",
+                hint="check the catalog URL, that the database is reachable, and that the file "
+                "is a lakehouse catalog",
             ) from exc
 
     # -- schema -----------------------------------------------------------------------
@@ -402,7 +404,8 @@ class SqlCatalog(Catalog):
                 current = int(row[0]) if row else 0
             except ValueError:
                 raise CatalogError(
-                    f"the catalog at {_safe_url(self.url)} has an unreadable schema version {row[0]!r}",
+                    f"the catalog at {_safe_url(self.url)} has an unreadable schema version "
+                    f"{row[0]!r}",
                     hint="the catalog is damaged: restore it, or rebuild it from the tables with "
                     "lake.rebuild_catalog() after moving it away",
                 ) from None
@@ -559,9 +562,7 @@ class SqlCatalog(Catalog):
                 return {}
             taken = _take_leases(conn, run_id, leases, ttl)
             state = _state_overlapping(conn, [k for k, (h, _) in taken.items() if h is None])
-            return {
-                k: (h, state.get(k, []) if h is None else [], m) for k, (h, m) in taken.items()
-            }
+            return {k: (h, state.get(k, []) if h is None else [], m) for k, (h, m) in taken.items()}
 
         result: dict[LeaseKey, tuple[str | None, list[StateRow], list[dict[str, Any]]]]
         result = self._tx(tx)
@@ -673,7 +674,7 @@ class SqlCatalog(Catalog):
         thousands of partitions touches a few rows, not all of them)."""
         written = [
             (rec, mat_id)
-            for rec, mat_id in zip(records, ids)
+            for rec, mat_id in zip(records, ids, strict=True)
             if rec.status in ("materialized", "adopted") and rec.seq is not None
         ]
         if not written:

@@ -137,7 +137,10 @@ def _to_arrow(value: Any, asset: str, *, stream: bool = True) -> pa.Table | pa.R
         return pa.Table.from_pandas(value, preserve_index=False)
     if hasattr(value, "__arrow_c_stream__"):
         return pa.RecordBatchReader.from_stream(value)
-    hint = "return a pl.DataFrame, pl.LazyFrame, pa.Table, pa.RecordBatchReader, DuckDB relation or pandas DataFrame"
+    hint = (
+        "return a pl.DataFrame, pl.LazyFrame, pa.Table, pa.RecordBatchReader, DuckDB relation "
+        "or pandas DataFrame"
+    )
     if isinstance(value, str):
         hint = "a SQL string is a valid result only for engine='duckdb' assets"
     raise OutputError(

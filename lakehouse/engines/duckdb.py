@@ -35,7 +35,8 @@ class DuckDBEngine:
         self.con.register(raw, data)
         where = f" WHERE {predicate_sql(source.predicate)}" if source.predicate else ""
         self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {_quote(source.param)} AS SELECT * FROM {_quote(raw)}{where}"
+            f"CREATE OR REPLACE TEMP VIEW {_quote(source.param)} AS "
+            f"SELECT * FROM {_quote(raw)}{where}"
         )
         rel = self.con.view(source.param)
         last = annotation.replace(" ", "").split(".")[-1].split("[")[0]

@@ -296,7 +296,8 @@ def blocking_error(
         f"{text}; nothing was published",
         asset=asset,
         partition=partitions,
-        hint="fix the data or the asset and materialize again (it is retried), or declare the check "
+        hint="fix the data or the asset and materialize again (it is retried), "
+        "or declare the check "
         "with severity='warn' to publish anyway; see lake.checks(name)",
     )
 

@@ -340,7 +340,6 @@ def span(ranges: Any) -> tuple[int, int]:
     return (ranges.ranges[0][0], ranges.ranges[-1][1]) if ranges else (0, 1)
 
 
-
 def _chain(src: Future[StepResult], dst: Future[StepResult]) -> None:
     exc = src.exception()
     if exc is not None:

@@ -121,7 +121,8 @@ class RunObserver:
                 log.warning("asset %s %s: %s", result.asset, result.status, result.error)
 
     def record_extra(self, step: Step | None) -> dict[str, Any]:
-        """Extra provenance for the materialization record: consumed partition ranges, write mode."""
+        """Extra provenance for the materialization record: consumed partition ranges and
+        write mode."""
         if step is None:
             return {}
         out: dict[str, Any] = {"write": str(step.spec.write)}

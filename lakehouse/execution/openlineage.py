@@ -16,12 +16,12 @@ Optional keys: ``namespace`` (the jobs' namespace, default ``"lakehouse"``) and
 Each asset step emits ``START`` when it is submitted and ``COMPLETE`` or ``FAIL`` when its
 result arrives. Events are built and sent in order by one background thread of the
 coordinating process (never by workers), so a slow receiver does not hold up the
-scheduling; the end of the run waits for them. The job is the asset; inputs and outputs are the tables, with the
-warehouse URI as dataset namespace and the asset key as dataset name. Events carry the
-schema, column lineage, output statistics (rows, bytes when the format reports them),
-table versions, the partitions (subset facets and a ``lakehouse`` run facet), and the run
-of ``materialize()`` as parent. Building or sending an event never fails a run: errors
-are logged on the ``lakehouse`` logger.
+scheduling; the end of the run waits for them. The job is the asset; inputs and outputs
+are the tables, with the warehouse URI as dataset namespace and the asset key as dataset
+name. Events carry the schema, column lineage, output statistics (rows, bytes when the
+format reports them), table versions, the partitions (subset facets and a ``lakehouse``
+run facet), and the run of ``materialize()`` as parent. Building or sending an event
+never fails a run: errors are logged on the ``lakehouse`` logger.
 """
 
 from __future__ import annotations

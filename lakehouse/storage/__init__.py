@@ -308,10 +308,12 @@ def check_schema(
         raise SchemaError(
             f"schema change not allowed by schema='add_columns':\n    {diff}",
             asset=asset,
-            hint="only new columns and type widening are additive; use schema='replace' with a full overwrite",
+            hint="only new columns and type widening are additive; use schema='replace' with "
+            "a full overwrite",
         )
     raise SchemaError(
-        f"the output schema differs from the table's (schema='{mode}'); nothing was published:\n    {diff}",
+        f"the output schema differs from the table's (schema='{mode}'); nothing was "
+        f"published:\n    {diff}",
         asset=asset,
         hint="keep the columns stable, or set schema='add_columns' (additive) or schema='replace'",
     )

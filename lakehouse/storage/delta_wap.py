@@ -424,7 +424,7 @@ def _stat(value: Any) -> Any:
         return {k: v for k, v in inner.items() if v is not ...} or ...
     if isinstance(value, bool) or value is None:
         return ...
-    if isinstance(value, int) or isinstance(value, str):
+    if isinstance(value, (int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else ...
@@ -444,7 +444,6 @@ def _counts(value: Any) -> Any:
 
 def _adds(sdt: Any, prefix: str) -> list[Any]:
     """Add actions for the stage's data files, at their path inside the target table."""
-    import pyarrow as pa
     from deltalake.transaction import AddAction
 
     out = []

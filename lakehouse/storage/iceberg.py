@@ -155,9 +155,11 @@ class IcebergFormat:
             return None
         except Exception as exc:
             raise StorageError(
-                f"cannot open the Iceberg table {'.'.join(identifier(ref))}: {self._text(exc, ref)}",
+                f"cannot open the Iceberg table {'.'.join(identifier(ref))}: "
+                f"{self._text(exc, ref)}",
                 asset=ref.asset,
-                hint="check that the storage and the Iceberg catalog are reachable and the credentials are right",
+                hint="check that the storage and the Iceberg catalog are reachable and the "
+                "credentials are right",
             ) from None
 
     def _require(self, ref: TableRef) -> Any:

@@ -393,7 +393,6 @@ def _stored(path: str) -> str:
 
 
 def _add_paths(dt: Any) -> set[str]:
-    import pyarrow as pa
 
     actions = add_actions(dt, flatten=True)
     return {_stored(p) for p in actions.column("path").to_pylist()}

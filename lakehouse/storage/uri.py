@@ -193,7 +193,8 @@ def delta_options(
         == "true"
     ):
         log.warning(
-            "AWS_S3_ALLOW_UNSAFE_RENAME=true was given: concurrent Delta writers on S3 may lose commits"
+            "AWS_S3_ALLOW_UNSAFE_RENAME=true was given: concurrent Delta writers on S3 may "
+            "lose commits"
         )
     return out
 
