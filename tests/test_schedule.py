@@ -147,3 +147,22 @@ def test_schedule_matches_the_model(
                 assert ended[id(u)] <= started[id(t)], (key, p)
     for name, cause in skipped.items():
         assert cause in failed_assets and name in failed_assets
+
+
+def test_a_failure_skips_a_long_chain_without_recursing() -> None:
+    """A failed root skips 5,000 chained descendants (deeper than Python's recursion limit)."""
+    n = 5_000
+    tasks = [
+        Task(
+            f"a{i}",
+            RangeSet(((0, 1),)),
+            "never_materialized",
+            frozenset({f"a{i - 1}"} if i else ()),
+        )
+        for i in range(n)
+    ]
+    outcomes = {(f"a{i}", 0): ["fail", "fail", "fail"] for i in range(n)}
+    events, skipped, *_ = run(tasks, outcomes, 1)
+    assert events[0] == ("a0", "failed", 0)
+    assert len(events) == n and all(s == "skipped" for _, s, _ in events[1:])
+    assert set(skipped.values()) == {"a0"}

@@ -99,21 +99,26 @@ def schedule(
             ready.append(t)
 
     def complete(asset: str, failed_now: str | None) -> None:
-        """One task of ``asset`` finished (or was skipped): release or skip its waiters."""
-        remaining[asset] -= 1
-        if failed_now is not None and asset not in failed:
-            failed[asset] = failed_now
-            for t in waiters.get(asset, ()):  # skip them now, not when the asset completes
-                skip(t, failed_now)
-        if remaining[asset] == 0:
-            for t in waiters.pop(asset, ()):
-                blockers[id(t)] -= 1
-                if blockers[id(t)] == 0 and id(t) not in finished:
-                    ready.append(t)
+        """One task of ``asset`` finished (or was skipped): release or skip its waiters.
+        Iterative: a failure skips whole chains of descendants without recursing."""
+        todo = [(asset, failed_now)]
+        while todo:
+            name, cause = todo.pop()
+            remaining[name] -= 1
+            if cause is not None and name not in failed:
+                failed[name] = cause
+                for t in waiters.get(name, ()):  # skipped now, not when the asset completes
+                    if id(t) not in finished:
+                        finished.add(id(t))
+                        on_skip(t, cause)
+                        todo.append((t.asset, cause))
+            if remaining[name] == 0:
+                for t in waiters.pop(name, ()):
+                    blockers[id(t)] -= 1
+                    if blockers[id(t)] == 0 and id(t) not in finished:
+                        ready.append(t)
 
     def skip(task: Task, cause: str) -> None:
-        if id(task) in finished:
-            return
         finished.add(id(task))
         on_skip(task, cause)
         complete(task.asset, cause)
