@@ -373,19 +373,13 @@ def _our_version(
             )
             paths = {
                 urllib.parse.unquote(p)
-                for p in pa_column(dtv.get_add_actions(flatten=False), "path")
+                for p in add_actions(dtv).column("path").to_pylist()
             }
             if mine in paths:
                 return v
     if first == last:
         return last
     return _find_commit(latest, stage_id)
-
-
-def pa_column(table: Any, name: str) -> list[Any]:
-    import pyarrow as pa
-
-    return pa.RecordBatchReader.from_stream(table).read_all().column(name).to_pylist()
 
 
 def _find_commit(dt: Any, stage_id: str) -> int:
