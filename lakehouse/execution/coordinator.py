@@ -102,9 +102,9 @@ def run_plan(
     current: dict[str, tuple[str | None, int]] = {
         k: latest(rows) for k, rows in state.items() if rows
     }
-    # (version, every data file of it) of the tables this run replaced whole, as their
-    # writes reported them: steps downstream read those files without opening the table
-    files: dict[str, tuple[str | None, WrittenFiles | None]] = {}
+    # every data file of each (asset, version) this run replaced whole, as its write
+    # reported them: steps downstream read those files without opening the table
+    files: dict[tuple[str, str | None], WrittenFiles] = {}
     records: list[MaterializationRecord] = []
     extra: dict[str, list[dict[str, Any]]] = {"checks": [], "code_versions": []}
     rows_out: list[dict[str, Any]] = []
@@ -161,9 +161,9 @@ def run_plan(
                 if needed != up_spec.partitions.all(None):
                     pred = predicate(up_spec.partitions, needed, up_spec.partition_column)
             ref = lake.table_ref(up_spec, version)
-            written = files.get(up)
-            if written is not None and written[0] == version and written[1] is not None:
-                ref = dataclasses.replace(ref, files=written[1])  # read without the log
+            written = files.get((up, version))
+            if written is not None:
+                ref = dataclasses.replace(ref, files=written)  # read without the log
             inputs.append(
                 StepInput(
                     inp.param,
@@ -237,7 +237,8 @@ def run_plan(
             prev = current.get(task.asset)
             if prev is None or res.seq >= prev[1]:
                 current[task.asset] = (res.version, res.seq)
-                files[task.asset] = (res.version, res.files)
+                if res.files is not None:
+                    files[(task.asset, res.version)] = res.files
         records.append(
             MaterializationRecord(
                 run_id=run_id,
