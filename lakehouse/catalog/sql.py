@@ -370,17 +370,9 @@ class SqlCatalog(Catalog):
         self.url = url
         try:
             self.engine = make_engine(url)
-            for attempt in range(8):
-                try:
-                    self._migrate()
-                    break
-                except sa.exc.OperationalError as exc:
-                    # several processes creating one SQLite file at once: switching it to
-                    # WAL can report "locked" without waiting for the busy timeout
-                    if attempt == 7 or not _transient(exc):
-                        raise
-                    self.engine.dispose()
-                    time.sleep(min(2.0, 0.05 * 2**attempt))
+            # several processes creating one SQLite file at once: switching it to WAL can
+            # report "locked" without waiting for the busy timeout
+            _retry_transient(self._migrate, before_retry=self.engine.dispose)
         except CatalogError:
             raise
         except sa.exc.SQLAlchemyError as exc:
@@ -853,19 +845,18 @@ class SqlCatalog(Catalog):
         """Run ``fn(conn)`` in one write transaction, retried while the database reports a
         transient conflict (SQLite busy beyond its timeout, a PostgreSQL deadlock or
         serialization failure); other database errors become a :class:`CatalogError`."""
-        for attempt in range(8):
-            try:
-                with self.engine.begin() as conn:
-                    return fn(conn)
-            except sa.exc.OperationalError as exc:
-                if attempt < 7 and _transient(exc):
-                    time.sleep(min(2.0, 0.05 * 2**attempt))
-                    continue
-                raise CatalogError(
-                    f"the catalog at {_safe_url(self.url)} failed: {str(exc).splitlines()[0]}",
-                    hint="check that the catalog database is reachable and writable; retry the run",
-                ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def once() -> Any:
+            with self.engine.begin() as conn:
+                return fn(conn)
+
+        try:
+            return _retry_transient(once)
+        except sa.exc.OperationalError as exc:
+            raise CatalogError(
+                f"the catalog at {_safe_url(self.url)} failed: {str(exc).splitlines()[0]}",
+                hint="check that the catalog database is reachable and writable; retry the run",
+            ) from exc
 
     def delete_state(self, asset: str, start: int | None = None, end: int | None = None) -> None:
         """Forget the partition state of ``asset`` (optionally of one range)."""
@@ -896,6 +887,25 @@ def _cut(row: dict[str, Any], start: int, end: int) -> list[dict[str, Any]]:
     if row["pend"] > end:
         pieces.append({**row, "pstart": end})
     return pieces
+
+
+#: Tries of a catalog operation that meets transient conflicts (pauses 0.05 s to 2 s).
+_ATTEMPTS = 8
+
+
+def _retry_transient(fn: Callable[[], Any], before_retry: Callable[[], None] | None = None) -> Any:
+    """``fn()``, tried again after a growing pause while the database reports a transient
+    conflict (:func:`_transient`); the last error, or any other, is raised as it is."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            return fn()
+        except sa.exc.OperationalError as exc:
+            if attempt == _ATTEMPTS - 1 or not _transient(exc):
+                raise
+            if before_retry is not None:
+                before_retry()
+            time.sleep(min(2.0, 0.05 * 2**attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _transient(exc: BaseException) -> bool:
