@@ -196,7 +196,7 @@ class DeltaFormat:
             dt = self._open(ref)
             version = int(dt.version())
             if version != 0:  # not a fresh table: find our own commit among the recent ones
-                version = _find_commit(dt, step_id)
+                version = find_commit(dt, step_id)
             whole = False  # another writer created the table: we wrote one chunk of it
         else:
             version = int(dt.version())
@@ -393,13 +393,18 @@ def _added_bytes(actions: list[dict[str, Any]]) -> int:
     return sum(int(a["add"].get("size") or 0) for a in actions if "add" in a)
 
 
-def _find_commit(dt: Any, step_id: str) -> int:
-    """The version of the commit carrying ``step_id`` (after a write that created the table)."""
-    if step_id:
-        for entry in dt.history(limit=20):
+def find_commit(dt: Any, step_id: str) -> int:
+    """The version of the commit that carries ``step_id`` in its provenance, among the
+    table's recent commits (all of them, if more than 50 raced it)."""
+    if not step_id:
+        return int(dt.version())
+    for history in (lambda: dt.history(limit=50), dt.history):
+        for entry in history():
             if entry.get(PROVENANCE_PREFIX + "step_id") == step_id:
                 return int(entry["version"])
-    return int(dt.version())
+    raise StorageError(
+        "the commit of this write is not in the table's history", asset=None, hint="retry the run"
+    )  # pragma: no cover
 
 
 def _qualify(predicate: str | None, alias: str, columns: list[str]) -> str | None:

@@ -39,7 +39,7 @@ from . import (
     first_line,
     schema_fingerprint,
 )
-from .delta import add_actions
+from .delta import add_actions, find_commit
 from .uri import local_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -379,19 +379,7 @@ def _our_version(
                 return v
     if first == last:
         return last
-    return _find_commit(latest, stage_id)
-
-
-def _find_commit(dt: Any, stage_id: str) -> int:
-    for entry in dt.history(limit=50):
-        if entry.get(PROVENANCE_PREFIX + "step_id") == stage_id:
-            return int(entry["version"])
-    for entry in dt.history():  # pragma: no cover - more than 50 commits raced ours
-        if entry.get(PROVENANCE_PREFIX + "step_id") == stage_id:
-            return int(entry["version"])
-    raise StorageError(
-        "the published commit is not in the table's history", asset=None, hint="retry the run"
-    )  # pragma: no cover
+    return find_commit(latest, stage_id)
 
 
 def encode_partition_value(value: Any) -> str | None:
