@@ -233,12 +233,12 @@ def test_marked_inputs_map_without_paths():
 
 def test_unsupported_polars_version_falls_back_to_unknown(tables, monkeypatch):
     o, _, src = tables
-    monkeypatch.setattr(cl, "SUPPORTED_POLARS", ((0, 1), (0, 2)))
+    monkeypatch.setattr(cl._polars, "SUPPORTED_POLARS", ((0, 1), (0, 2)))
     got = polars_lineage(o.select("k"), src)
     assert rows(got) == {("k", None, None, UNKNOWN)}
     assert "outside the range" in (got.note or "")
-    monkeypatch.setattr(cl, "SUPPORTED_POLARS", ((2, 0), (99, 0)))
-    monkeypatch.setattr(cl, "SUPPORTED_IR_MAJOR", frozenset({-1}))
+    monkeypatch.setattr(cl._polars, "SUPPORTED_POLARS", ((2, 0), (99, 0)))
+    monkeypatch.setattr(cl._polars, "SUPPORTED_IR_MAJOR", frozenset({-1}))
     got = polars_lineage(o.select("k"), src)
     assert rows(got) == {("k", None, None, UNKNOWN)}
     assert "plan format" in (got.note or "")
